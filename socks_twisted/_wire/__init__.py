@@ -1,0 +1,58 @@
+"""
+The SOCKS wire protocol, sans I/O: messages, readers, encoders and the
+connection objects that track one handshake.  Nothing here imports Twisted.
+"""
+
+from ._addresses import addressTypeOf, encodeName, encodeSOCKS5Address
+from ._connection import (
+    NEED_DATA,
+    ClientConnection,
+    HandshakeState,
+    Message,
+    ServerConnection,
+)
+from ._constants import (
+    MAX_SOCKS4_FIELD,
+    AddressType,
+    AuthMethod,
+    Command,
+    SOCKS4ReplyCode,
+    SOCKS5ReplyCode,
+)
+from ._errors import ProtocolError
+from ._messages import (
+    MethodSelection,
+    SOCKS4Reply,
+    SOCKS4Request,
+    SOCKS5Greeting,
+    SOCKS5Reply,
+    SOCKS5Request,
+    UsernamePasswordRequest,
+    UsernamePasswordStatus,
+)
+
+__all__ = [
+    "MAX_SOCKS4_FIELD",
+    "NEED_DATA",
+    "AddressType",
+    "AuthMethod",
+    "ClientConnection",
+    "Command",
+    "HandshakeState",
+    "Message",
+    "MethodSelection",
+    "ProtocolError",
+    "SOCKS4Reply",
+    "SOCKS4ReplyCode",
+    "SOCKS4Request",
+    "SOCKS5Greeting",
+    "SOCKS5Reply",
+    "SOCKS5ReplyCode",
+    "SOCKS5Request",
+    "ServerConnection",
+    "UsernamePasswordRequest",
+    "UsernamePasswordStatus",
+    "addressTypeOf",
+    "encodeName",
+    "encodeSOCKS5Address",
+]

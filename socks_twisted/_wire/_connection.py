@@ -1,0 +1,302 @@
+"""
+Connection objects: the state of one SOCKS handshake, fed with bytes.
+
+Both sides follow the shape of h11: C{receiveData(bytes)} buffers what the
+peer sent, C{nextEvent()} returns the next whole message or L{NEED_DATA},
+C{send(message)} returns the bytes to write and advances the state.  After
+the handshake, every byte received and not consumed is handed over by
+C{takeTrailingData()}.  A L{ProtocolError} is sticky: once raised, every
+later C{nextEvent()} raises it again.
+"""
+
+from collections.abc import Callable
+from enum import Enum, auto
+from typing import Final, TypeAlias
+
+from ._constants import (
+    SOCKS4_VERSION,
+    SOCKS5_VERSION,
+    AuthMethod,
+    Command,
+)
+from ._errors import ProtocolError
+from ._messages import (
+    Buffer,
+    MethodSelection,
+    SOCKS4Reply,
+    SOCKS4Request,
+    SOCKS5Greeting,
+    SOCKS5Reply,
+    SOCKS5Request,
+    UsernamePasswordRequest,
+    UsernamePasswordStatus,
+    readMethodSelection,
+    readSOCKS4Reply,
+    readSOCKS4Request,
+    readSOCKS5Greeting,
+    readSOCKS5Reply,
+    readSOCKS5Request,
+    readUsernamePasswordRequest,
+    readUsernamePasswordStatus,
+)
+
+
+class _NeedData(Enum):
+    NEED_DATA = auto()
+
+
+#: Returned by C{nextEvent} when no whole message is buffered, or none is
+#: expected before this side sends something.
+NEED_DATA: Final = _NeedData.NEED_DATA
+
+Message: TypeAlias = (
+    SOCKS4Request
+    | SOCKS4Reply
+    | SOCKS5Greeting
+    | MethodSelection
+    | UsernamePasswordRequest
+    | UsernamePasswordStatus
+    | SOCKS5Request
+    | SOCKS5Reply
+)
+Reader: TypeAlias = Callable[[Buffer], tuple[Message, int] | None]
+
+
+class HandshakeState(Enum):
+    """
+    Where a handshake stands, as seen from one side.
+    """
+
+    #: Waiting for the peer's next message.
+    RECEIVING = auto()
+    #: Waiting for this side to send.
+    SENDING = auto()
+    #: The handshake succeeded; bytes now belong to the relayed stream.
+    ESTABLISHED = auto()
+    #: The handshake failed or was refused; the connection is to be closed.
+    CLOSED = auto()
+
+
+class _Connection:
+    """
+    What both sides share: the buffer, the current reader, sticky errors.
+    """
+
+    def __init__(self, reader: Reader | None) -> None:
+        self._buffer = bytearray()
+        self._reader = reader
+        self._error: ProtocolError | None = None
+        self.state = HandshakeState.RECEIVING if reader else HandshakeState.SENDING
+
+    def receiveData(self, data: bytes) -> None:
+        """
+        Buffer bytes received from the peer.
+        """
+        self._buffer += data
+
+    def nextEvent(self) -> Message | _NeedData:
+        """
+        Parse the next message from the buffered bytes.
+
+        @raise ProtocolError: The bytes break the protocol.
+        """
+        if self._error is not None:
+            raise self._error
+        if self._reader is None:
+            return NEED_DATA
+        try:
+            result = self._reader(self._buffer)
+        except ProtocolError as e:
+            self._error = e
+            self.state = HandshakeState.CLOSED
+            raise
+        if result is None:
+            return NEED_DATA
+        message, consumed = result
+        del self._buffer[:consumed]
+        self._expect(None)
+        self._received(message)
+        return message
+
+    def takeTrailingData(self) -> bytes:
+        """
+        Return and forget every byte buffered but not parsed: after the
+        handshake, the first bytes of the relayed stream.
+        """
+        data = bytes(self._buffer)
+        self._buffer.clear()
+        return data
+
+    def _expect(self, reader: Reader | None) -> None:
+        self._reader = reader
+        self.state = HandshakeState.RECEIVING if reader else HandshakeState.SENDING
+
+    def _finish(self, established: bool) -> None:
+        self._reader = None
+        self.state = (
+            HandshakeState.ESTABLISHED if established else HandshakeState.CLOSED
+        )
+
+    def _received(self, message: Message) -> None:
+        raise NotImplementedError()
+
+
+def _readFirstMessage(data: Buffer) -> tuple[Message, int] | None:
+    """
+    Tell SOCKS4 from SOCKS5 by the first byte and read that version's first
+    message.
+    """
+    if not data:
+        return None
+    if data[0] == SOCKS4_VERSION:
+        return readSOCKS4Request(data)
+    if data[0] == SOCKS5_VERSION:
+        return readSOCKS5Greeting(data)
+    raise ProtocolError(f"not a SOCKS request: first byte {data[0]:#04x}")
+
+
+class ServerConnection(_Connection):
+    """
+    The server's side of a SOCKS4, SOCKS4a or SOCKS5 handshake.
+
+    Events: L{SOCKS4Request}; or L{SOCKS5Greeting}, then (after sending
+    L{MethodSelection} of username/password) L{UsernamePasswordRequest}, then
+    L{SOCKS5Request}.  Replies: L{SOCKS4Reply} or L{SOCKS5Reply}; a
+    successful BIND takes two.
+
+    @ivar version: 4 or 5 once the first message is read, else C{None}.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(_readFirstMessage)
+        self.version: int | None = None
+        self._command: Command | None = None
+        self._repliesSent = 0
+
+    def _received(self, message: Message) -> None:
+        if isinstance(message, SOCKS4Request):
+            self.version = SOCKS4_VERSION
+            self._command = message.command
+        elif isinstance(message, SOCKS5Greeting):
+            self.version = SOCKS5_VERSION
+        elif isinstance(message, SOCKS5Request):
+            self._command = message.command
+
+    def send(
+        self,
+        message: MethodSelection | UsernamePasswordStatus | SOCKS4Reply | SOCKS5Reply,
+    ) -> bytes:
+        """
+        Encode C{message} and advance the handshake.
+
+        @raise ValueError: This message cannot be sent now.
+        """
+        if self.state is not HandshakeState.SENDING:
+            raise ValueError(f"cannot send {message!r} in state {self.state}")
+        if isinstance(message, MethodSelection):
+            if message.method == AuthMethod.NO_AUTHENTICATION:
+                self._expect(readSOCKS5Request)
+            elif message.method == AuthMethod.USERNAME_PASSWORD:
+                self._expect(readUsernamePasswordRequest)
+            elif message.method == AuthMethod.NO_ACCEPTABLE_METHODS:
+                self._finish(established=False)
+            else:
+                raise ValueError(f"method {message.method:#04x} is not implemented")
+        elif isinstance(message, UsernamePasswordStatus):
+            if message.succeeded:
+                self._expect(readSOCKS5Request)
+            else:
+                self._finish(established=False)
+        else:
+            self._repliesSent += 1
+            succeeded = (
+                message.granted
+                if isinstance(message, SOCKS4Reply)
+                else message.succeeded
+            )
+            if not succeeded:
+                self._finish(established=False)
+            elif self._command is Command.BIND and self._repliesSent == 1:
+                pass  # the second reply names the peer that connected
+            else:
+                self._finish(established=True)
+        return message.toBytes()
+
+
+class ClientConnection(_Connection):
+    """
+    The client's side of a SOCKS4, SOCKS4a or SOCKS5 handshake.
+
+    Send L{SOCKS5Greeting}, then L{UsernamePasswordRequest} if the server
+    selected it, then L{SOCKS5Request}; or send L{SOCKS4Request}.  Events are
+    the server's answers; a successful BIND yields two replies.  A method
+    selection naming a method that was not offered is a L{ProtocolError}.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(None)
+        self._offered: tuple[int, ...] = ()
+        self._command: Command | None = None
+        self._repliesReceived = 0
+
+    def send(
+        self,
+        message: SOCKS5Greeting
+        | UsernamePasswordRequest
+        | SOCKS5Request
+        | SOCKS4Request,
+    ) -> bytes:
+        """
+        Encode C{message} and expect the server's answer to it.
+
+        @raise ValueError: A field of C{message} cannot be encoded, or it
+            cannot be sent now.  The state is unchanged then.
+        """
+        if self.state is not HandshakeState.SENDING:
+            raise ValueError(f"cannot send {message!r} in state {self.state}")
+        data = message.toBytes()
+        if isinstance(message, SOCKS5Greeting):
+            self._offered = message.methods
+            self._expect(readMethodSelection)
+        elif isinstance(message, UsernamePasswordRequest):
+            self._expect(readUsernamePasswordStatus)
+        elif isinstance(message, SOCKS5Request):
+            self._command = message.command
+            self._expect(readSOCKS5Reply)
+        else:
+            self._command = message.command
+            self._expect(readSOCKS4Reply)
+        return data
+
+    def _received(self, message: Message) -> None:
+        if isinstance(message, MethodSelection):
+            if message.method == AuthMethod.NO_ACCEPTABLE_METHODS:
+                self._finish(established=False)
+            elif message.method not in self._offered:
+                error = ProtocolError(
+                    f"server selected method {message.method:#04x}, "
+                    "which was not offered"
+                )
+                self._error = error
+                self.state = HandshakeState.CLOSED
+                raise error
+        elif isinstance(message, UsernamePasswordStatus):
+            if not message.succeeded:
+                self._finish(established=False)
+        elif isinstance(message, SOCKS4Reply | SOCKS5Reply):
+            self._repliesReceived += 1
+            succeeded = (
+                message.granted
+                if isinstance(message, SOCKS4Reply)
+                else message.succeeded
+            )
+            if not succeeded:
+                self._finish(established=False)
+            elif self._command is Command.BIND and self._repliesReceived == 1:
+                self._expect(
+                    readSOCKS4Reply
+                    if isinstance(message, SOCKS4Reply)
+                    else readSOCKS5Reply
+                )
+            else:
+                self._finish(established=True)
