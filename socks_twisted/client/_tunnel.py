@@ -1,0 +1,214 @@
+"""
+The transport an application protocol sees once a SOCKS tunnel is up.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Iterable
+
+from twisted.internet.address import HostnameAddress, IPv4Address, IPv6Address
+from twisted.internet.interfaces import (
+    IAddress,
+    IConsumer,
+    IProducer,
+    IPushProducer,
+    ITCPTransport,
+    ITransport,
+)
+from zope.interface import alsoProvides, implementer
+
+#: The address types a SOCKS target or BND address is reported as.
+TunnelAddress = IPv4Address | IPv6Address | HostnameAddress
+
+
+def addressFor(host: str | bytes, port: int) -> TunnelAddress:
+    """
+    The L{IAddress} of a SOCKS target or BND address: L{IPv4Address} or
+    L{IPv6Address} for IP literals, L{HostnameAddress} for names.
+
+    @param host: An IP literal or a name (a name as sent on the wire, that is
+        IDNA-encoded, when given as C{bytes}).
+    @param port: The TCP port.
+    """
+    text = host.decode("ascii") if isinstance(host, bytes) else host
+    try:
+        parsed = ipaddress.ip_address(text)
+    except ValueError:
+        raw = host if isinstance(host, bytes) else host.encode("ascii")
+        return HostnameAddress(raw, port)
+    if parsed.version == 4:
+        return IPv4Address("TCP", str(parsed), port)
+    return IPv6Address("TCP", str(parsed), port)
+
+
+@implementer(ITransport, IConsumer, IPushProducer)
+class SOCKSTunnelTransport:
+    """
+    The transport of an application protocol connected through a SOCKS
+    proxy.
+
+    Every call goes to the transport of the connection to the proxy, except
+    L{getPeer}, which reports the target.  L{ITCPTransport} is provided only
+    when the connection to the proxy provides it.  Nothing about TLS is passed
+    on: when the link to the proxy is TLS, that is the proxy's certificate, not
+    the target's, so this transport does not claim L{ISSLTransport}.
+
+    @ivar proxyBoundAddress: The BND.ADDR and BND.PORT of the proxy's reply:
+        the address the proxy connects to the target from (often
+        C{0.0.0.0:0} for SOCKS4 and for proxies that do not say).
+    @ivar proxyAddress: The address of the proxy itself, as the connection to
+        it reports it.
+    @ivar proxyTransport: The transport of the connection to the proxy.
+    """
+
+    def __init__(
+        self,
+        proxyTransport: ITransport,
+        target: IAddress,
+        proxyBoundAddress: TunnelAddress,
+        deliverPending: Callable[[], None],
+    ) -> None:
+        """
+        @param proxyTransport: The transport of the connection to the proxy.
+        @param target: What L{getPeer} returns.
+        @param proxyBoundAddress: The BND address of the proxy's reply.
+        @param deliverPending: Called when the application resumes reading,
+            to deliver bytes held back while it was paused.
+        """
+        self.proxyTransport = proxyTransport
+        self.proxyBoundAddress = proxyBoundAddress
+        self.proxyAddress = proxyTransport.getPeer()
+        self._target = target
+        self._deliverPending = deliverPending
+        self.paused = False
+        self.closing = False
+        if ITCPTransport.providedBy(proxyTransport):
+            alsoProvides(self, ITCPTransport)
+
+    def __repr__(self) -> str:
+        return f"<SOCKSTunnelTransport to {self._target} via {self.proxyAddress}>"
+
+    @property
+    def disconnecting(self) -> bool:
+        """
+        Whether the connection is being closed.
+        """
+        return bool(getattr(self.proxyTransport, "disconnecting", self.closing))
+
+    @property
+    def connected(self) -> bool:
+        """
+        Whether the connection to the proxy is still open.
+        """
+        return bool(getattr(self.proxyTransport, "connected", not self.closing))
+
+    # ITransport
+
+    def write(self, data: bytes) -> None:
+        """
+        Send bytes to the target.
+        """
+        self.proxyTransport.write(data)
+
+    def writeSequence(self, data: Iterable[bytes]) -> None:
+        """
+        Send a sequence of byte strings to the target.
+        """
+        self.proxyTransport.writeSequence(data)
+
+    def loseConnection(self) -> None:
+        """
+        Close the tunnel once everything written is sent.
+        """
+        self.closing = True
+        self.proxyTransport.loseConnection()
+
+    def abortConnection(self) -> None:
+        """
+        Close the tunnel at once, discarding unsent bytes.
+        """
+        self.closing = True
+        self.proxyTransport.abortConnection()  # type: ignore[attr-defined]
+
+    def loseWriteConnection(self) -> None:
+        """
+        Half-close: send end-of-file to the target, keep reading.
+        """
+        self.proxyTransport.loseWriteConnection()  # type: ignore[attr-defined]
+
+    def getPeer(self) -> IAddress:
+        """
+        The target of the tunnel (not the proxy).
+        """
+        return self._target
+
+    def getHost(self) -> IAddress:
+        """
+        The local address of the connection to the proxy.
+        """
+        return self.proxyTransport.getHost()
+
+    # ITCPTransport's socket options apply to the connection to the proxy.
+
+    def getTcpNoDelay(self) -> bool:
+        """
+        See L{ITCPTransport.getTcpNoDelay}.
+        """
+        return bool(self.proxyTransport.getTcpNoDelay())  # type: ignore[attr-defined]
+
+    def setTcpNoDelay(self, enabled: bool) -> None:
+        """
+        See L{ITCPTransport.setTcpNoDelay}.
+        """
+        self.proxyTransport.setTcpNoDelay(enabled)  # type: ignore[attr-defined]
+
+    def getTcpKeepAlive(self) -> bool:
+        """
+        See L{ITCPTransport.getTcpKeepAlive}.
+        """
+        return bool(self.proxyTransport.getTcpKeepAlive())  # type: ignore[attr-defined]
+
+    def setTcpKeepAlive(self, enabled: bool) -> None:
+        """
+        See L{ITCPTransport.setTcpKeepAlive}.
+        """
+        self.proxyTransport.setTcpKeepAlive(enabled)  # type: ignore[attr-defined]
+
+    # IConsumer
+
+    def registerProducer(self, producer: IProducer, streaming: bool) -> None:
+        """
+        See L{IConsumer.registerProducer}.
+        """
+        IConsumer(self.proxyTransport).registerProducer(producer, streaming)
+
+    def unregisterProducer(self) -> None:
+        """
+        See L{IConsumer.unregisterProducer}.
+        """
+        IConsumer(self.proxyTransport).unregisterProducer()
+
+    # IPushProducer
+
+    def pauseProducing(self) -> None:
+        """
+        Stop reading from the target until L{resumeProducing}.
+        """
+        self.paused = True
+        IPushProducer(self.proxyTransport).pauseProducing()
+
+    def resumeProducing(self) -> None:
+        """
+        Read from the target again; bytes held back while paused come first.
+        """
+        self.paused = False
+        self._deliverPending()
+        if not self.paused:
+            IPushProducer(self.proxyTransport).resumeProducing()
+
+    def stopProducing(self) -> None:
+        """
+        See L{IPushProducer.stopProducing}.
+        """
+        IPushProducer(self.proxyTransport).stopProducing()

@@ -1,0 +1,399 @@
+"""
+One SOCKS session on the server: the handshake, the outbound connection, and
+the hand-over to the relay.
+"""
+
+import ipaddress
+from enum import Enum, auto
+from typing import TYPE_CHECKING, Any
+
+from twisted.cred.credentials import UsernamePassword
+from twisted.cred.error import UnauthorizedLogin, UnhandledCredentials
+from twisted.internet import defer
+from twisted.internet.interfaces import IDelayedCall, IHalfCloseableProtocol
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from .._wire import (
+    NEED_DATA,
+    AuthMethod,
+    Command,
+    Message,
+    MethodSelection,
+    ProtocolError,
+    ServerConnection,
+    SOCKS4Reply,
+    SOCKS4ReplyCode,
+    SOCKS4Request,
+    SOCKS5Greeting,
+    SOCKS5Reply,
+    SOCKS5ReplyCode,
+    SOCKS5Request,
+    UsernamePasswordRequest,
+    UsernamePasswordStatus,
+    addressTypeOf,
+)
+from .._wire import AddressType as _AddressType
+from ..auth import ISOCKSUser
+from ..relay import Relay
+from ._outbound import TargetFactory, TargetProtocol, hostAndPort, replyCodeFor
+
+if TYPE_CHECKING:
+    from ._factory import SOCKSServerFactory
+
+_log = Logger()
+
+
+class _Phase(Enum):
+    HANDSHAKE = auto()
+    AUTHENTICATING = auto()
+    CONNECTING = auto()
+    RELAYING = auto()
+    CLOSED = auto()
+
+
+_REPLY_NAMES = {code: code.name.lower().replace("_", " ") for code in SOCKS5ReplyCode}
+
+
+@implementer(IHalfCloseableProtocol)
+class SOCKSServerProtocol(Protocol):
+    """
+    The server's side of one client connection.
+
+    The handshake runs on a L{ServerConnection}; its phases here are an
+    explicit enum because each one is a single asynchronous wait (a credential
+    check, an outbound connection), not a grammar.  Once the session relays,
+    C{dataReceived} is one write to the target's transport.
+    """
+
+    def __init__(self, factory: "SOCKSServerFactory") -> None:
+        self.factory = factory
+        self._reactor = factory.reactor
+        self._wire = ServerConnection()
+        self._phase = _Phase.HANDSHAKE
+        self._deadline: IDelayedCall | None = None
+        self._pending: defer.Deferred[Any] | None = None
+        self._earlyData: list[bytes] = []
+        self._clientEOF = False
+        self._target: TargetProtocol | None = None
+        self._relay: Relay | None = None
+        self._idleCall: IDelayedCall | None = None
+        self._lastActivity = 0.0
+        self._lastCount = 0
+        self._ended = False
+        self.bytesFromClient = 0
+        self.user: bytes | None = None
+        self.command: Command | None = None
+        self.target: tuple[str, int] | None = None
+        self.replyCode: int | None = None
+        self.reason = ""
+
+    # Protocol events
+
+    def connectionMade(self) -> None:
+        self._started = self._reactor.seconds()
+        self._deadline = self._reactor.callLater(
+            self.factory.handshakeTimeout, self._handshakeTimedOut
+        )
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._phase is _Phase.RELAYING:
+            self.bytesFromClient += len(data)
+            self._target.transport.write(data)  # type: ignore[union-attr]
+        elif self._phase is _Phase.HANDSHAKE:
+            self._wire.receiveData(data)
+            self._advance()
+        elif self._phase is _Phase.AUTHENTICATING:
+            self._wire.receiveData(data)  # a pipelined request, parsed later
+        elif self._phase is _Phase.CONNECTING:
+            self._earlyData.append(data)
+
+    def readConnectionLost(self) -> None:
+        if self._relay is not None:
+            self._relay.readClosed(self.transport)  # type: ignore[arg-type]
+        elif self._phase is _Phase.CONNECTING:
+            self._clientEOF = True  # delivered as a half-close once connected
+        else:
+            self._close("client closed the connection during the handshake")
+
+    def writeConnectionLost(self) -> None:
+        pass  # the relay shut this direction itself
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.factory.sessionClosed(self)
+        self._cancelTimers()
+        if self._relay is not None:
+            self._relay.connectionLost(self.transport, reason)  # type: ignore[arg-type]
+            return
+        if self._phase is not _Phase.CLOSED:
+            self._phase = _Phase.CLOSED
+            self.reason = self.reason or (
+                "client disconnected: " + reason.getErrorMessage()
+            )
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.cancel()
+        self._endSession()
+
+    # The handshake
+
+    def _advance(self) -> None:
+        while self._phase is _Phase.HANDSHAKE:
+            try:
+                event = self._wire.nextEvent()
+            except ProtocolError as e:
+                self._close(f"protocol error: {e.reason}", e.reply)
+                return
+            if event is NEED_DATA:
+                return
+            self._handle(event)
+
+    def _handle(self, event: Message) -> None:
+        if isinstance(event, SOCKS5Greeting):
+            self._chooseMethod(event)
+        elif isinstance(event, UsernamePasswordRequest):
+            self._authenticate(event)
+        elif isinstance(event, SOCKS5Request):
+            self._request(event.command, event.host, event.port)
+        elif isinstance(event, SOCKS4Request):
+            self.user = event.userID or None
+            if self.factory.portal is not None and not self.factory.allowSOCKS4WithAuth:
+                self.command, self.target = event.command, (event.host, event.port)
+                self._refuse(
+                    SOCKS5ReplyCode.NOT_ALLOWED,
+                    "SOCKS4 carries no password and authentication is required",
+                )
+                return
+            self._request(event.command, event.host, event.port)
+
+    def _chooseMethod(self, greeting: SOCKS5Greeting) -> None:
+        wanted = (
+            AuthMethod.USERNAME_PASSWORD
+            if self.factory.portal is not None
+            else AuthMethod.NO_AUTHENTICATION
+        )
+        if wanted in greeting.methods:
+            self.transport.write(self._wire.send(MethodSelection(wanted)))  # type: ignore[union-attr]
+        else:
+            offered = ", ".join(f"{m:#04x}" for m in greeting.methods)
+            self.transport.write(  # type: ignore[union-attr]
+                self._wire.send(MethodSelection(AuthMethod.NO_ACCEPTABLE_METHODS))
+            )
+            self.replyCode = AuthMethod.NO_ACCEPTABLE_METHODS
+            self._close(f"no acceptable method among those offered ({offered})")
+
+    def _authenticate(self, request: UsernamePasswordRequest) -> None:
+        assert self.factory.portal is not None
+        self._phase = _Phase.AUTHENTICATING
+        self.transport.pauseProducing()  # type: ignore[union-attr]
+        self.user = request.username
+        credentials = UsernamePassword(request.username, request.password)
+        login = self.factory.portal.login(credentials, None, ISOCKSUser)
+        self._pending = login
+        login.addCallbacks(self._authenticated, self._notAuthenticated)
+
+    def _authenticated(self, result: tuple[Any, Any, Any]) -> None:
+        self._pending = None
+        _, avatar, _ = result
+        self.user = avatar.username or self.user
+        self.transport.write(self._wire.send(UsernamePasswordStatus(0)))  # type: ignore[union-attr]
+        self._phase = _Phase.HANDSHAKE
+        self.transport.resumeProducing()  # type: ignore[union-attr]
+        self._advance()
+
+    def _notAuthenticated(self, failure: Failure) -> None:
+        self._pending = None
+        if isinstance(failure.value, defer.CancelledError):
+            return
+        if isinstance(failure.value, (UnauthorizedLogin, UnhandledCredentials)):
+            reason = "authentication failed: " + (
+                failure.getErrorMessage() or "bad username or password"
+            )
+        else:
+            _log.failure("credential checker failed", failure)
+            reason = "authentication failed: the credential checker raised an error"
+        self.transport.write(self._wire.send(UsernamePasswordStatus(1)))  # type: ignore[union-attr]
+        self.replyCode = 1
+        self._close(reason)
+
+    def _request(self, command: Command, host: str, port: int) -> None:
+        self.command, self.target = command, (host, port)
+        if command is not Command.CONNECT:
+            self._refuse(
+                SOCKS5ReplyCode.COMMAND_NOT_SUPPORTED,
+                f"{command.name} is not supported",
+            )
+            return
+        if addressTypeOf(host) is not _AddressType.DOMAIN and (
+            ipaddress.ip_address(host).is_unspecified
+        ):
+            self._refuse(SOCKS5ReplyCode.HOST_UNREACHABLE, "unspecified target address")
+            return
+        self._connect(host, port)
+
+    # The outbound connection
+
+    def _connect(self, host: str, port: int) -> None:
+        self._phase = _Phase.CONNECTING
+        self._cancelDeadline()
+        self._earlyData.append(self._wire.takeTrailingData())
+        self.transport.pauseProducing()  # type: ignore[union-attr]
+        timeout = self.factory.connectTimeout
+        try:
+            endpoint = self.factory.endpointFor(host, port, timeout)
+            connecting = endpoint.connect(TargetFactory(self))
+        except Exception as e:  # a name that cannot even be dialled (bad IDNA)
+            self._refuse(SOCKS5ReplyCode.HOST_UNREACHABLE, f"invalid host name: {e}")
+            return
+        connecting.addTimeout(timeout, self._reactor)
+        self._pending = connecting
+        connecting.addCallbacks(self._connected, self._connectFailed)
+
+    def _connected(self, target: TargetProtocol) -> None:
+        self._pending = None
+        self._target = target
+        self.replyCode = 0
+        bound = hostAndPort(target.transport.getHost())  # type: ignore[union-attr]
+        self.transport.write(self._wire.send(self._success(*bound)))  # type: ignore[union-attr]
+        self._relay = target.relay = Relay(
+            self.transport,  # type: ignore[arg-type]
+            target.transport,  # type: ignore[arg-type]
+            self._endSession,
+        )
+        self._phase = _Phase.RELAYING
+        self._relay.start()
+        early = b"".join(self._earlyData)
+        self._earlyData.clear()
+        if early:
+            self.bytesFromClient += len(early)
+            target.transport.write(early)  # type: ignore[union-attr]
+        if self._clientEOF:
+            self._relay.readClosed(self.transport)  # type: ignore[arg-type]
+        else:
+            self.transport.resumeProducing()  # type: ignore[union-attr]
+        if self.factory.idleTimeout:
+            self._lastActivity = self._reactor.seconds()
+            self._scheduleIdleCheck()
+
+    def _connectFailed(self, failure: Failure) -> None:
+        self._pending = None
+        if self._phase is _Phase.CLOSED:
+            return  # the client left; the attempt was cancelled
+        self._earlyData.clear()
+        code = replyCodeFor(failure)
+        self._refuse(code, f"connecting failed: {failure.getErrorMessage()}")
+
+    def _success(self, host: str, port: int) -> SOCKS4Reply | SOCKS5Reply:
+        if self._wire.version == 4:
+            ipv4 = addressTypeOf(host) is _AddressType.IPV4
+            return SOCKS4Reply(
+                SOCKS4ReplyCode.GRANTED, host if ipv4 else "0.0.0.0", port
+            )
+        return SOCKS5Reply(SOCKS5ReplyCode.SUCCEEDED, host, port)
+
+    # Idle timeout: checked on a timer against the byte counts, so that the
+    # relay's hot path does no timer work.
+
+    def _activity(self) -> int:
+        assert self._target is not None
+        return self.bytesFromClient + self._target.bytesReceived
+
+    def _scheduleIdleCheck(self) -> None:
+        assert self.factory.idleTimeout
+        self._idleCall = self._reactor.callLater(
+            self.factory.idleTimeout / 4, self._checkIdle
+        )
+
+    def _checkIdle(self) -> None:
+        assert self.factory.idleTimeout
+        self._idleCall = None
+        now, count = self._reactor.seconds(), self._activity()
+        if count != self._lastCount:
+            self._lastCount, self._lastActivity = count, now
+        elif now - self._lastActivity >= self.factory.idleTimeout:
+            self.reason = f"idle for {self.factory.idleTimeout:g} s"
+            self.transport.loseConnection()  # type: ignore[union-attr]
+            return
+        self._scheduleIdleCheck()
+
+    # Endings
+
+    def _refuse(self, code: SOCKS5ReplyCode, reason: str) -> None:
+        """
+        Answer the request with a failure reply and close.  SOCKS4 has one
+        failure code for everything.
+        """
+        reply: SOCKS4Reply | SOCKS5Reply
+        if self._wire.version == 4:
+            reply = SOCKS4Reply(SOCKS4ReplyCode.REJECTED)
+        else:
+            reply = SOCKS5Reply(code)
+        self.replyCode = reply.code
+        self.transport.write(self._wire.send(reply))  # type: ignore[union-attr]
+        self._close(f"{reason} ({_REPLY_NAMES[code]})")
+
+    def _close(self, reason: str, finalBytes: bytes | None = None) -> None:
+        """
+        End the session before it relays anything.
+        """
+        if self._phase is _Phase.CLOSED:
+            return
+        self._phase = _Phase.CLOSED
+        self.reason = reason
+        self._cancelTimers()
+        if finalBytes:
+            if self.replyCode is None:
+                self.replyCode = finalBytes[1] if len(finalBytes) > 1 else None
+            self.transport.write(finalBytes)  # type: ignore[union-attr]
+        self.transport.loseConnection()  # type: ignore[union-attr]
+
+    def _handshakeTimedOut(self) -> None:
+        self._deadline = None
+        pending, self._pending = self._pending, None
+        self._close(
+            f"handshake not finished within {self.factory.handshakeTimeout:g} s"
+        )
+        if pending is not None:
+            pending.cancel()
+
+    def _cancelDeadline(self) -> None:
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        self._deadline = None
+
+    def _cancelTimers(self) -> None:
+        self._cancelDeadline()
+        if self._idleCall is not None and self._idleCall.active():
+            self._idleCall.cancel()
+        self._idleCall = None
+
+    def _endSession(self) -> None:
+        """
+        Log the one event that sums the session up.
+        """
+        if self._ended:
+            return
+        self._ended = True
+        self._cancelTimers()
+        peer = self.transport.getPeer() if self.transport else None
+        client = "{}:{}".format(*hostAndPort(peer)) if peer is not None else "?"
+        target = "{}:{}".format(*self.target) if self.target else "-"
+        _log.info(
+            "SOCKS session {client} user={user} version={version} "
+            "command={command} target={target} reply={reply} "
+            "bytes_up={bytesFromClient} bytes_down={bytesToClient} "
+            "duration={duration:.3f}s{reasonSuffix}",
+            client=client,
+            user=self.user.decode("utf-8", "replace") if self.user else "-",
+            version=self._wire.version or "-",
+            command=self.command.name if self.command is not None else "-",
+            target=target,
+            reply=self.replyCode if self.replyCode is not None else "-",
+            bytesFromClient=self.bytesFromClient,
+            bytesToClient=self._target.bytesReceived if self._target else 0,
+            duration=self._reactor.seconds() - self._started,
+            reason=self.reason,
+            reasonSuffix=f" reason={self.reason!r}" if self.reason else "",
+        )
