@@ -47,7 +47,7 @@ class SOCKSReplyError(SOCKSError):
     code: int = -1
 
     def __init__(self, osError: object = None, string: str = "") -> None:
-        super().__init__(osError, string or self.describe())
+        super().__init__(osError, string or self.describe())  # type: ignore[no-untyped-call]
 
     def describe(self) -> str:
         """

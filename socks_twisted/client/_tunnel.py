@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from twisted.internet.address import HostnameAddress, IPv4Address, IPv6Address
 from twisted.internet.interfaces import (
@@ -77,6 +78,9 @@ class SOCKSTunnelTransport:
             to deliver bytes held back while it was paused.
         """
         self.proxyTransport = proxyTransport
+        # Every transport method is called through here: the methods of
+        # ITCPTransport, IConsumer and IPushProducer are not all on ITransport.
+        self._proxy: Any = proxyTransport
         self.proxyBoundAddress = proxyBoundAddress
         self.proxyAddress = proxyTransport.getPeer()
         self._target = target
@@ -109,33 +113,33 @@ class SOCKSTunnelTransport:
         """
         Send bytes to the target.
         """
-        self.proxyTransport.write(data)
+        self._proxy.write(data)
 
     def writeSequence(self, data: Iterable[bytes]) -> None:
         """
         Send a sequence of byte strings to the target.
         """
-        self.proxyTransport.writeSequence(data)
+        self._proxy.writeSequence(data)
 
     def loseConnection(self) -> None:
         """
         Close the tunnel once everything written is sent.
         """
         self.closing = True
-        self.proxyTransport.loseConnection()
+        self._proxy.loseConnection()
 
     def abortConnection(self) -> None:
         """
         Close the tunnel at once, discarding unsent bytes.
         """
         self.closing = True
-        self.proxyTransport.abortConnection()  # type: ignore[attr-defined]
+        self._proxy.abortConnection()
 
     def loseWriteConnection(self) -> None:
         """
         Half-close: send end-of-file to the target, keep reading.
         """
-        self.proxyTransport.loseWriteConnection()  # type: ignore[attr-defined]
+        self._proxy.loseWriteConnection()
 
     def getPeer(self) -> IAddress:
         """
@@ -147,7 +151,8 @@ class SOCKSTunnelTransport:
         """
         The local address of the connection to the proxy.
         """
-        return self.proxyTransport.getHost()
+        host: IAddress = self._proxy.getHost()
+        return host
 
     # ITCPTransport's socket options apply to the connection to the proxy.
 
@@ -155,25 +160,25 @@ class SOCKSTunnelTransport:
         """
         See L{ITCPTransport.getTcpNoDelay}.
         """
-        return bool(self.proxyTransport.getTcpNoDelay())  # type: ignore[attr-defined]
+        return bool(self._proxy.getTcpNoDelay())
 
     def setTcpNoDelay(self, enabled: bool) -> None:
         """
         See L{ITCPTransport.setTcpNoDelay}.
         """
-        self.proxyTransport.setTcpNoDelay(enabled)  # type: ignore[attr-defined]
+        self._proxy.setTcpNoDelay(enabled)
 
     def getTcpKeepAlive(self) -> bool:
         """
         See L{ITCPTransport.getTcpKeepAlive}.
         """
-        return bool(self.proxyTransport.getTcpKeepAlive())  # type: ignore[attr-defined]
+        return bool(self._proxy.getTcpKeepAlive())
 
     def setTcpKeepAlive(self, enabled: bool) -> None:
         """
         See L{ITCPTransport.setTcpKeepAlive}.
         """
-        self.proxyTransport.setTcpKeepAlive(enabled)  # type: ignore[attr-defined]
+        self._proxy.setTcpKeepAlive(enabled)
 
     # IConsumer
 
@@ -181,13 +186,13 @@ class SOCKSTunnelTransport:
         """
         See L{IConsumer.registerProducer}.
         """
-        IConsumer(self.proxyTransport).registerProducer(producer, streaming)
+        self._proxy.registerProducer(producer, streaming)
 
     def unregisterProducer(self) -> None:
         """
         See L{IConsumer.unregisterProducer}.
         """
-        IConsumer(self.proxyTransport).unregisterProducer()
+        self._proxy.unregisterProducer()
 
     # IPushProducer
 
@@ -196,7 +201,7 @@ class SOCKSTunnelTransport:
         Stop reading from the target until L{resumeProducing}.
         """
         self.paused = True
-        IPushProducer(self.proxyTransport).pauseProducing()
+        self._proxy.pauseProducing()
 
     def resumeProducing(self) -> None:
         """
@@ -205,10 +210,10 @@ class SOCKSTunnelTransport:
         self.paused = False
         self._deliverPending()
         if not self.paused:
-            IPushProducer(self.proxyTransport).resumeProducing()
+            self._proxy.resumeProducing()
 
     def stopProducing(self) -> None:
         """
         See L{IPushProducer.stopProducing}.
         """
-        IPushProducer(self.proxyTransport).stopProducing()
+        self._proxy.stopProducing()
