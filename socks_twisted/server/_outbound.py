@@ -132,6 +132,8 @@ class TargetFactory(Factory):
     Builds the one L{TargetProtocol} of a session.
     """
 
+    noisy = False  # one per session: the session's own log line says enough
+
     def __init__(self, session: "SOCKSServerProtocol") -> None:
         self.session = session
 
