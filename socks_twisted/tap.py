@@ -154,7 +154,7 @@ def makeService(options: dict[str, Any]) -> IService:
 
     checkers = options.get("credCheckers") or []
     factory = SOCKSServerFactory(
-        reactor,  # type: ignore[arg-type]
+        reactor,
         portal=portalFor(checkers) if checkers else None,
         allowSOCKS4WithAuth=options["allow-socks4-with-auth"],
         handshakeTimeout=options["handshake-timeout"],

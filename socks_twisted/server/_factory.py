@@ -3,9 +3,14 @@ The listening factory: shared settings and the session count.
 """
 
 from collections.abc import Callable
+from typing import cast
 
 from twisted.cred.portal import Portal
-from twisted.internet.interfaces import IAddress, IStreamClientEndpoint
+from twisted.internet.interfaces import (
+    IAddress,
+    IReactorTime,
+    IStreamClientEndpoint,
+)
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
@@ -22,7 +27,9 @@ class SOCKSServerFactory(Factory):
     Serve SOCKS4, SOCKS4a and SOCKS5 on every connection: the first byte
     tells which.
 
-    @param reactor: Dials targets and runs the timers.
+    @param reactor: Runs the timers; the default C{endpointFor} also dials
+        targets with it, so it must then provide L{IReactorTCP} and
+        L{IReactorPluggableNameResolver} too.
     @param portal: When given, SOCKS5 clients must pass RFC 1929
         username/password authentication against it, and SOCKS4 requests
         are refused unless C{allowSOCKS4WithAuth}.
@@ -41,7 +48,7 @@ class SOCKSServerFactory(Factory):
 
     def __init__(
         self,
-        reactor: ConnectReactor,
+        reactor: IReactorTime,
         *,
         portal: Portal | None = None,
         allowSOCKS4WithAuth: bool = False,
@@ -59,7 +66,9 @@ class SOCKSServerFactory(Factory):
         self.idleTimeout = idleTimeout
         self.maxSessions = maxSessions
         self.endpointFor: EndpointMaker = endpointFor or (
-            lambda host, port, timeout: _defaultEndpoint(reactor, host, port, timeout)
+            lambda host, port, timeout: _defaultEndpoint(
+                cast(ConnectReactor, reactor), host, port, timeout
+            )
         )
         self.sessions: set[SOCKSServerProtocol] = set()
 
