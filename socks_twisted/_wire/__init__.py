@@ -30,6 +30,7 @@ from ._messages import (
     UsernamePasswordRequest,
     UsernamePasswordStatus,
 )
+from ._udp import UDPDatagram, readUDPDatagram
 
 __all__ = [
     "MAX_SOCKS4_FIELD",
@@ -50,9 +51,11 @@ __all__ = [
     "SOCKS5ReplyCode",
     "SOCKS5Request",
     "ServerConnection",
+    "UDPDatagram",
     "UsernamePasswordRequest",
     "UsernamePasswordStatus",
     "addressTypeOf",
     "encodeName",
     "encodeSOCKS5Address",
+    "readUDPDatagram",
 ]
