@@ -6,16 +6,23 @@ from collections.abc import Callable
 from typing import cast
 
 from twisted.cred.portal import Portal
+from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
 from twisted.internet.interfaces import (
     IAddress,
+    IListeningPort,
+    IReactorPluggableNameResolver,
     IReactorTime,
+    IReactorUDP,
     IStreamClientEndpoint,
+    IStreamServerEndpoint,
 )
-from twisted.internet.protocol import Factory
+from twisted.internet.protocol import DatagramProtocol, Factory
 from twisted.logger import Logger
 
 from ._outbound import ConnectReactor, endpointFor
+from ._resolve import resolveName
 from ._session import SOCKSServerProtocol
+from ._udp import Resolver
 
 _log = Logger()
 
@@ -41,9 +48,21 @@ class SOCKSServerFactory(Factory):
         established session is closed; C{None} for never.
     @param maxSessions: Sessions open at once; connections beyond it are
         closed as soon as they are accepted.
+    @param bindTimeout: Seconds a BIND listener waits for its peer.
+    @param udpTimeout: Seconds without a datagram either way after which a
+        UDP association ends.
+    @param externalAddress: The IP that BIND and UDP ASSOCIATE replies name
+        instead of the listener's own (the server's public address behind
+        NAT); C{None} to name the address the client reached us at.
     @param endpointFor: Makes the endpoint that dials C{(host, port,
         timeout)}; by default TCP for IP literals and L{HostnameEndpoint} for
         names.
+    @param listenFor: Makes the endpoint a BIND listener listens on, given
+        the interface; by default TCP on an ephemeral port.
+    @param listenUDP: Opens the UDP port of an association on an interface;
+        by default the reactor's, on an ephemeral port.
+    @param resolve: Resolves a name to the addresses of one family (for BIND
+        peers and UDP targets); by default the reactor's resolver.
     """
 
     def __init__(
@@ -56,7 +75,13 @@ class SOCKSServerFactory(Factory):
         connectTimeout: float = 30.0,
         idleTimeout: float | None = None,
         maxSessions: int = 1024,
+        bindTimeout: float = 120.0,
+        udpTimeout: float = 300.0,
+        externalAddress: str | None = None,
         endpointFor: EndpointMaker | None = None,
+        listenFor: Callable[[str], IStreamServerEndpoint] | None = None,
+        listenUDP: Callable[[str, DatagramProtocol], IListeningPort] | None = None,
+        resolve: Resolver | None = None,
     ) -> None:
         self.reactor = reactor
         self.portal = portal
@@ -67,8 +92,21 @@ class SOCKSServerFactory(Factory):
         self.maxSessions = maxSessions
         self.endpointFor: EndpointMaker = endpointFor or (
             lambda host, port, timeout: _defaultEndpoint(
-                cast(ConnectReactor, reactor), host, port, timeout
+                cast(_FullReactor, reactor), host, port, timeout
             )
+        )
+        self.bindTimeout = bindTimeout
+        self.udpTimeout = udpTimeout
+        self.externalAddress = externalAddress
+        full = cast(_FullReactor, reactor)
+        self.listenFor: Callable[[str], IStreamServerEndpoint] = listenFor or (
+            lambda interface: _listenerFor(full, interface)
+        )
+        self.listenUDP: Callable[[str, DatagramProtocol], IListeningPort] = (
+            listenUDP or (lambda interface, p: full.listenUDP(0, p, interface, 65535))
+        )
+        self.resolve: Resolver = resolve or (
+            lambda name, family: resolveName(full, name, family)
         )
         self.sessions: set[SOCKSServerProtocol] = set()
 
@@ -93,3 +131,15 @@ class SOCKSServerFactory(Factory):
 
 
 _defaultEndpoint = endpointFor
+
+
+class _FullReactor(ConnectReactor, IReactorUDP, IReactorPluggableNameResolver):
+    """
+    What the default dialler, listeners and resolver need of a reactor.
+    """
+
+
+def _listenerFor(reactor: _FullReactor, interface: str) -> IStreamServerEndpoint:
+    if ":" in interface:
+        return TCP6ServerEndpoint(reactor, 0, interface=interface)
+    return TCP4ServerEndpoint(reactor, 0, interface=interface)

@@ -4,13 +4,21 @@ the hand-over to the relay.
 """
 
 import ipaddress
+import socket
+from collections.abc import Callable
 from enum import Enum, auto
 from typing import TYPE_CHECKING, Any
 
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin, UnhandledCredentials
 from twisted.internet import defer
-from twisted.internet.interfaces import IDelayedCall, IHalfCloseableProtocol
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.interfaces import (
+    IAddress,
+    IDelayedCall,
+    IHalfCloseableProtocol,
+    IListeningPort,
+)
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -38,7 +46,10 @@ from .._wire import (
 from .._wire import AddressType as _AddressType
 from ..auth import ISOCKSUser
 from ..relay import Relay
+from ._bind import BindFactory, UnexpectedPeerError
+from ._idle import IdleWatch
 from ._outbound import TargetFactory, TargetProtocol, hostAndPort, replyCodeFor
+from ._udp import UDPAssociation
 
 if TYPE_CHECKING:
     from ._factory import SOCKSServerFactory
@@ -49,8 +60,9 @@ _log = Logger()
 class _Phase(Enum):
     HANDSHAKE = auto()
     AUTHENTICATING = auto()
-    CONNECTING = auto()
+    CONNECTING = auto()  # dialling the target, or waiting for the BIND peer
     RELAYING = auto()
+    ASSOCIATED = auto()  # UDP: the TCP connection only keeps it alive
     CLOSED = auto()
 
 
@@ -79,9 +91,9 @@ class SOCKSServerProtocol(Protocol):
         self._clientEOF = False
         self._target: TargetProtocol | None = None
         self._relay: Relay | None = None
-        self._idleCall: IDelayedCall | None = None
-        self._lastActivity = 0.0
-        self._lastCount = 0
+        self._idle: IdleWatch | None = None
+        self._association: UDPAssociation | None = None
+        self._udpPort: IListeningPort | None = None
         self._ended = False
         self.bytesFromClient = 0
         self.user: bytes | None = None
@@ -109,12 +121,15 @@ class SOCKSServerProtocol(Protocol):
             self._wire.receiveData(data)  # a pipelined request, parsed later
         elif self._phase is _Phase.CONNECTING:
             self._earlyData.append(data)
+        # ASSOCIATED: the control connection carries nothing; CLOSED: too late.
 
     def readConnectionLost(self) -> None:
         if self._relay is not None:
             self._relay.readClosed(self.transport)  # type: ignore[arg-type]
         elif self._phase is _Phase.CONNECTING:
             self._clientEOF = True  # delivered as a half-close once connected
+        elif self._phase is _Phase.ASSOCIATED:
+            self._close("client closed the UDP control connection")
         else:
             self._close("client closed the connection during the handshake")
 
@@ -135,6 +150,7 @@ class SOCKSServerProtocol(Protocol):
         pending, self._pending = self._pending, None
         if pending is not None:
             pending.cancel()
+        self._endAssociation()
         self._endSession()
 
     # The handshake
@@ -220,26 +236,32 @@ class SOCKSServerProtocol(Protocol):
 
     def _request(self, command: Command, host: str, port: int) -> None:
         self.command, self.target = command, (host, port)
-        if command is not Command.CONNECT:
-            self._refuse(
-                SOCKS5ReplyCode.COMMAND_NOT_SUPPORTED,
-                f"{command.name} is not supported",
-            )
-            return
-        if addressTypeOf(host) is not _AddressType.DOMAIN and (
-            ipaddress.ip_address(host).is_unspecified
-        ):
-            self._refuse(SOCKS5ReplyCode.HOST_UNREACHABLE, "unspecified target address")
-            return
-        self._connect(host, port)
+        if command is Command.CONNECT:
+            if _isUnspecified(host):
+                self._refuse(
+                    SOCKS5ReplyCode.HOST_UNREACHABLE, "unspecified target address"
+                )
+            else:
+                self._connect(host, port)
+        elif command is Command.BIND:
+            self._bind(host)
+        else:
+            self._associate(port)
 
-    # The outbound connection
-
-    def _connect(self, host: str, port: int) -> None:
+    def _waitForTarget(self) -> None:
+        """
+        Stop the handshake clock and the client's reading; keep what the
+        client sent so far for the target.
+        """
         self._phase = _Phase.CONNECTING
         self._cancelDeadline()
         self._earlyData.append(self._wire.takeTrailingData())
         self.transport.pauseProducing()  # type: ignore[union-attr]
+
+    # The outbound connection
+
+    def _connect(self, host: str, port: int) -> None:
+        self._waitForTarget()
         timeout = self.factory.connectTimeout
         try:
             endpoint = self.factory.endpointFor(host, port, timeout)
@@ -249,14 +271,20 @@ class SOCKSServerProtocol(Protocol):
             return
         connecting.addTimeout(timeout, self._reactor)
         self._pending = connecting
-        connecting.addCallbacks(self._connected, self._connectFailed)
+        connecting.addCallbacks(self._dialled, self._connectFailed)
 
-    def _connected(self, target: TargetProtocol) -> None:
+    def _dialled(self, target: TargetProtocol) -> None:
+        self._connected(target, hostAndPort(target.transport.getHost()))  # type: ignore[union-attr]
+
+    def _connected(self, target: TargetProtocol, replyAddress: tuple[str, int]) -> None:
+        """
+        The target (or the BIND peer) is connected: reply success naming
+        C{replyAddress}, then relay.
+        """
         self._pending = None
         self._target = target
         self.replyCode = 0
-        bound = hostAndPort(target.transport.getHost())  # type: ignore[union-attr]
-        self.transport.write(self._wire.send(self._success(*bound)))  # type: ignore[union-attr]
+        self.transport.write(self._wire.send(self._success(*replyAddress)))  # type: ignore[union-attr]
         self._relay = target.relay = Relay(
             self.transport,  # type: ignore[arg-type]
             target.transport,  # type: ignore[arg-type]
@@ -274,8 +302,7 @@ class SOCKSServerProtocol(Protocol):
         else:
             self.transport.resumeProducing()  # type: ignore[union-attr]
         if self.factory.idleTimeout:
-            self._lastActivity = self._reactor.seconds()
-            self._scheduleIdleCheck()
+            self._watchIdle(self.factory.idleTimeout, self._relayActivity)
 
     def _connectFailed(self, failure: Failure) -> None:
         self._pending = None
@@ -285,6 +312,127 @@ class SOCKSServerProtocol(Protocol):
         code = replyCodeFor(failure)
         self._refuse(code, f"connecting failed: {failure.getErrorMessage()}")
 
+    # BIND
+
+    def _bind(self, host: str) -> None:
+        self._waitForTarget()
+        family = socket.AF_INET if self._wire.version == 4 else _familyOf(host, self)
+        if addressTypeOf(host) is not _AddressType.DOMAIN:
+            expecting: defer.Deferred[list[str] | None] = defer.succeed(
+                None if _isUnspecified(host) else [host]
+            )
+        else:
+            expecting = self.factory.resolve(host, family)
+        self._pending = expecting
+        expecting.addCallback(self._listenForPeer, family)
+        expecting.addErrback(self._bindFailed)
+
+    def _listenForPeer(self, expected: list[str] | None, family: int) -> None:
+        self._pending = None
+        peers = BindFactory(
+            self, frozenset(map(_normalized, expected)) if expected else None
+        )
+        interface = self._serviceInterface(family)
+        listening = self.factory.listenFor(interface).listen(peers)
+        self._pending = listening
+        listening.addCallback(self._listening, peers)
+        listening.addErrback(self._bindFailed)
+
+    def _listening(self, port: IListeningPort, peers: BindFactory) -> None:
+        self._pending = None
+        peers.listener = port
+        if self._phase is _Phase.CLOSED:
+            peers.peer.cancel()
+            return
+        first = self._success(*self._replyAddress(port.getHost()))
+        self.transport.write(self._wire.send(first))  # type: ignore[union-attr]
+        waiting = peers.peer
+        waiting.addTimeout(self.factory.bindTimeout, self._reactor)
+        self._pending = waiting
+        waiting.addCallbacks(self._peerConnected, self._bindFailed)
+
+    def _peerConnected(self, peer: TargetProtocol) -> None:
+        self._connected(peer, hostAndPort(peer.transport.getPeer()))  # type: ignore[union-attr]
+
+    def _bindFailed(self, failure: Failure) -> None:
+        self._pending = None
+        if self._phase is _Phase.CLOSED:
+            return
+        self._earlyData.clear()
+        if isinstance(failure.value, UnexpectedPeerError):
+            code = SOCKS5ReplyCode.NOT_ALLOWED
+        elif isinstance(failure.value, defer.TimeoutError):
+            code = SOCKS5ReplyCode.TTL_EXPIRED
+            failure = Failure(
+                defer.TimeoutError(
+                    f"no peer connected within {self.factory.bindTimeout:g} s"
+                )
+            )
+        else:
+            code = replyCodeFor(failure)
+        self._refuse(code, f"BIND failed: {failure.getErrorMessage()}")
+
+    # UDP ASSOCIATE
+
+    def _associate(self, clientPort: int) -> None:
+        self._phase = _Phase.ASSOCIATED
+        self._cancelDeadline()
+        self._wire.takeTrailingData()
+        local = self.transport.getHost()  # type: ignore[union-attr]
+        family = _familyOfAddress(local)
+        clientHost, _ = hostAndPort(self.transport.getPeer())  # type: ignore[union-attr]
+        association = UDPAssociation(
+            clientHost, clientPort, family, self.factory.resolve
+        )
+        try:
+            port = self.factory.listenUDP(self._serviceInterface(family), association)
+        except Exception as e:
+            self._refuse(SOCKS5ReplyCode.GENERAL_FAILURE, f"no UDP port: {e}")
+            return
+        self._association, self._udpPort = association, port
+        self.replyCode = 0
+        reply = self._success(*self._replyAddress(port.getHost()))
+        self.transport.write(self._wire.send(reply))  # type: ignore[union-attr]
+        self._watchIdle(self.factory.udpTimeout, association.activity)
+
+    def _endAssociation(self) -> None:
+        association, self._association = self._association, None
+        port, self._udpPort = self._udpPort, None
+        if port is not None:
+            port.stopListening()
+        if association is not None:
+            association.logEnd(self._clientName(), self.reason or "client left")
+
+    # Addresses of the listeners BIND and UDP ASSOCIATE open
+
+    def _serviceInterface(self, family: int) -> str:
+        """
+        Where to listen for a BIND peer or UDP datagrams: the address the
+        client reached this server at, when it is of the right family.
+        """
+        local = self.transport.getHost()  # type: ignore[union-attr]
+        if isinstance(local, IPv4Address | IPv6Address):
+            host = _normalized(local.host)
+            if _familyOfAddress(local) == family:
+                return host
+            loopback = ipaddress.ip_address(host).is_loopback
+        else:
+            loopback = True  # a UNIX socket: local clients only
+        if family == socket.AF_INET:
+            return "127.0.0.1" if loopback else "0.0.0.0"
+        return "::1" if loopback else "::"
+
+    def _replyAddress(self, listening: IAddress) -> tuple[str, int]:
+        """
+        The address a reply names for a listener: the operator's external
+        address when configured (for NAT), else the listener's own.
+        """
+        host, port = hostAndPort(listening)
+        external = self.factory.externalAddress
+        if external is not None and _familyOf(external, self) == _familyOf(host, self):
+            return external, port
+        return host, port
+
     def _success(self, host: str, port: int) -> SOCKS4Reply | SOCKS5Reply:
         if self._wire.version == 4:
             ipv4 = addressTypeOf(host) is _AddressType.IPV4
@@ -293,30 +441,20 @@ class SOCKSServerProtocol(Protocol):
             )
         return SOCKS5Reply(SOCKS5ReplyCode.SUCCEEDED, host, port)
 
-    # Idle timeout: checked on a timer against the byte counts, so that the
-    # relay's hot path does no timer work.
+    # Idle timeouts
 
-    def _activity(self) -> int:
+    def _relayActivity(self) -> int:
         assert self._target is not None
         return self.bytesFromClient + self._target.bytesReceived
 
-    def _scheduleIdleCheck(self) -> None:
-        assert self.factory.idleTimeout
-        self._idleCall = self._reactor.callLater(
-            self.factory.idleTimeout / 4, self._checkIdle
-        )
-
-    def _checkIdle(self) -> None:
-        assert self.factory.idleTimeout
-        self._idleCall = None
-        now, count = self._reactor.seconds(), self._activity()
-        if count != self._lastCount:
-            self._lastCount, self._lastActivity = count, now
-        elif now - self._lastActivity >= self.factory.idleTimeout:
-            self.reason = f"idle for {self.factory.idleTimeout:g} s"
+    def _watchIdle(self, timeout: float, activity: Callable[[], int]) -> None:
+        def expired() -> None:
+            self._idle = None
+            self.reason = f"idle for {timeout:g} s"
             self.transport.loseConnection()  # type: ignore[union-attr]
-            return
-        self._scheduleIdleCheck()
+
+        self._idle = IdleWatch(self._reactor, timeout, activity, expired)
+        self._idle.start()
 
     # Endings
 
@@ -365,9 +503,12 @@ class SOCKSServerProtocol(Protocol):
 
     def _cancelTimers(self) -> None:
         self._cancelDeadline()
-        if self._idleCall is not None and self._idleCall.active():
-            self._idleCall.cancel()
-        self._idleCall = None
+        if self._idle is not None:
+            self._idle.stop()
+            self._idle = None
+
+    def _clientName(self) -> str:
+        return "{}:{}".format(*hostAndPort(self.transport.getPeer()))  # type: ignore[union-attr]
 
     def _endSession(self) -> None:
         """
@@ -377,8 +518,7 @@ class SOCKSServerProtocol(Protocol):
             return
         self._ended = True
         self._cancelTimers()
-        peer = self.transport.getPeer() if self.transport else None
-        client = "{}:{}".format(*hostAndPort(peer)) if peer is not None else "?"
+        client = self._clientName()
         target = "{}:{}".format(*self.target) if self.target else "-"
         _log.info(
             "SOCKS session {client} user={user} version={version} "
@@ -397,3 +537,30 @@ class SOCKSServerProtocol(Protocol):
             reason=self.reason,
             reasonSuffix=f" reason={self.reason!r}" if self.reason else "",
         )
+
+
+def _normalized(host: str) -> str:
+    return str(ipaddress.ip_address(host.split("%", 1)[0]))
+
+
+def _isUnspecified(host: str) -> bool:
+    return (
+        addressTypeOf(host) is not _AddressType.DOMAIN
+        and ipaddress.ip_address(host).is_unspecified
+    )
+
+
+def _familyOfAddress(address: IAddress) -> int:
+    return socket.AF_INET6 if isinstance(address, IPv6Address) else socket.AF_INET
+
+
+def _familyOf(host: str, session: SOCKSServerProtocol) -> int:
+    """
+    The family of an IP literal; for a name, that of the client's connection.
+    """
+    addressType = addressTypeOf(host)
+    if addressType is _AddressType.IPV4:
+        return socket.AF_INET
+    if addressType is _AddressType.IPV6:
+        return socket.AF_INET6
+    return _familyOfAddress(session.transport.getHost())  # type: ignore[union-attr]

@@ -4,15 +4,19 @@ half-closes, and an outbound dialler whose attempts the test completes.
 """
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
-from twisted.internet import defer
-from twisted.internet.address import IPv4Address
+from twisted.internet import defer, error
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import (
+    IListeningPort,
     IProtocol,
     IProtocolFactory,
     IStreamClientEndpoint,
+    IStreamServerEndpoint,
 )
+from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -104,8 +108,92 @@ class _FakeEndpoint:
         return attempt.deferred
 
 
+@implementer(IListeningPort)
+class FakePort:
+    """
+    A listening port that records whether it was stopped.
+    """
+
+    def __init__(self, address: IPv4Address | IPv6Address) -> None:
+        self.address = address
+        self.stopped = False
+
+    def startListening(self) -> None:
+        pass
+
+    def stopListening(self) -> "defer.Deferred[None]":
+        self.stopped = True
+        return defer.succeed(None)
+
+    def getHost(self) -> IPv4Address | IPv6Address:
+        return self.address
+
+
+@implementer(IStreamServerEndpoint)
+class _FakeServerEndpoint:
+    def __init__(self, listeners: "FakeListeners", interface: str) -> None:
+        self._listeners, self._interface = listeners, interface
+
+    def listen(self, factory: IProtocolFactory) -> "defer.Deferred[IListeningPort]":
+        kind = IPv6Address if ":" in self._interface else IPv4Address
+        port = FakePort(kind("TCP", self._interface, 41000))
+        self._listeners.tcp.append((port, factory))
+        return defer.succeed(port)
+
+
+class FakeUDPTransport(FakePort):
+    """
+    The transport of a UDP association: records what it sends.
+    """
+
+    def __init__(self, address: IPv4Address | IPv6Address) -> None:
+        super().__init__(address)
+        self.sent: list[tuple[bytes, tuple[str, int]]] = []
+
+    def write(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.sent.append((data, addr))
+
+
+@dataclass
+class FakeListeners:
+    """
+    Stands in for the factory's C{listenFor}, C{listenUDP} and C{resolve}.
+
+    @ivar names: What each name resolves to; a name not here fails.
+    """
+
+    tcp: list[tuple[FakePort, IProtocolFactory]] = field(default_factory=list)
+    udp: list[tuple[FakeUDPTransport, DatagramProtocol]] = field(default_factory=list)
+    names: dict[str, list[str]] = field(default_factory=dict)
+    resolved: list[tuple[str, int]] = field(default_factory=list)
+
+    def listenFor(self, interface: str) -> IStreamServerEndpoint:
+        return _FakeServerEndpoint(self, interface)
+
+    def listenUDP(self, interface: str, protocol: DatagramProtocol) -> IListeningPort:
+        kind = IPv6Address if ":" in interface else IPv4Address
+        transport = FakeUDPTransport(kind("UDP", interface, 42000))
+        protocol.makeConnection(transport)  # type: ignore[arg-type]
+        self.udp.append((transport, protocol))
+        return transport
+
+    def resolve(self, name: str, family: int) -> "defer.Deferred[list[str]]":
+        self.resolved.append((name, family))
+        if name in self.names:
+            return defer.succeed(self.names[name])
+        return defer.fail(error.DNSLookupError(name))
+
+    def openPorts(self) -> int:
+        """
+        How many listeners are still open.
+        """
+        return sum(not p.stopped for p, _ in self.tcp) + sum(
+            not t.stopped for t, _ in self.udp
+        )
+
+
 def makeFactory(
-    *, users: dict[bytes, bytes] | None = None, **settings: object
+    *, users: dict[bytes, bytes] | None = None, **settings: Any
 ) -> tuple[SOCKSServerFactory, MemoryReactorClock, FakeDialler]:
     """
     A server factory on a fake reactor and dialler; with C{users}, RFC 1929
@@ -113,6 +201,13 @@ def makeFactory(
     """
     reactor = MemoryReactorClock()
     dialler = FakeDialler()
+    listeners = settings.pop("listeners", None)
+    if isinstance(listeners, FakeListeners):
+        settings.update(
+            listenFor=listeners.listenFor,
+            listenUDP=listeners.listenUDP,
+            resolve=listeners.resolve,
+        )
     portal = None
     if users is not None:
         portal = portalFor(
@@ -126,21 +221,21 @@ def makeFactory(
         reactor,
         portal=portal,
         endpointFor=dialler,
-        **settings,  # type: ignore[arg-type]
+        **settings,
     )
     return factory, reactor, dialler
 
 
 def connectClient(
     factory: SOCKSServerFactory,
+    client: IPv4Address | IPv6Address = CLIENT_ADDRESS,
+    server: IPv4Address | IPv6Address = SERVER_ADDRESS,
 ) -> tuple[SOCKSServerProtocol, HalfCloseTransport]:
     """
     Accept one client connection on C{factory}.
     """
-    protocol = factory.buildProtocol(CLIENT_ADDRESS)
+    protocol = factory.buildProtocol(client)
     assert protocol is not None
-    transport = HalfCloseTransport(
-        hostAddress=SERVER_ADDRESS, peerAddress=CLIENT_ADDRESS
-    )
+    transport = HalfCloseTransport(hostAddress=server, peerAddress=client)
     protocol.makeConnection(transport)
     return protocol, transport

@@ -313,24 +313,6 @@ class BadInputTests(SynchronousTestCase):
         )
         self.assertEqual(transport.value(), CHOSE_NO_AUTH + failure5(0x01))
 
-    def test_bindNotYetSupported(self) -> None:
-        """
-        BIND: 0x07 (command not supported).
-        """
-        transport, _ = self.run5(
-            GREETING_NO_AUTH + bytes.fromhex("05 02 00 01 00000000 0000")
-        )
-        self.assertEqual(transport.value(), CHOSE_NO_AUTH + failure5(0x07))
-
-    def test_udpAssociateNotYetSupported(self) -> None:
-        """
-        UDP ASSOCIATE: 0x07.
-        """
-        transport, _ = self.run5(
-            GREETING_NO_AUTH + bytes.fromhex("05 03 00 01 00000000 0000")
-        )
-        self.assertEqual(transport.value(), CHOSE_NO_AUTH + failure5(0x07))
-
     def test_socks4UnknownCommand(self) -> None:
         """
         SOCKS4 CD 3: 91.
@@ -400,16 +382,6 @@ class SOCKS4Tests(SynchronousTestCase):
         dialler.attempts[0].fail(error.ConnectionRefusedError())
         self.assertEqual(transport.value(), SOCKS4_REJECTED)
         self.assertTrue(transport.disconnecting)
-
-    def test_socks4Bind(self) -> None:
-        """
-        SOCKS4 BIND: 91 until BIND is supported.
-        """
-        factory, _, dialler = makeFactory()
-        protocol, transport = connectClient(factory)
-        protocol.dataReceived(bytes.fromhex("04 02 0050 7f000001 00"))
-        self.assertEqual(transport.value(), SOCKS4_REJECTED)
-        self.assertEqual(dialler.attempts, [])
 
 
 class AuthenticationTests(SynchronousTestCase):
