@@ -101,6 +101,27 @@ class Options(usage.Options, AuthOptionMixin):
             float,
         ],
         [
+            "bind-timeout",
+            None,
+            120.0,
+            "Seconds a BIND listener waits for its one peer.",
+            float,
+        ],
+        [
+            "udp-timeout",
+            None,
+            300.0,
+            "End a UDP association idle both ways this long (seconds).",
+            float,
+        ],
+        [
+            "external-address",
+            None,
+            None,
+            "The IP that BIND and UDP ASSOCIATE replies name (the public "
+            "address behind NAT) instead of the address the client reached.",
+        ],
+        [
             "max-sessions",
             None,
             1024,
@@ -128,11 +149,21 @@ class Options(usage.Options, AuthOptionMixin):
     def postOptions(self) -> None:
         if not self["ports"]:
             self["ports"] = [DEFAULT_PORT]
-        for name in ("handshake-timeout", "connect-timeout"):
+        for name in (
+            "handshake-timeout",
+            "connect-timeout",
+            "bind-timeout",
+            "udp-timeout",
+        ):
             if not self[name] > 0:
                 raise usage.UsageError(f"--{name} must be positive")
         if self["idle-timeout"] < 0:
             raise usage.UsageError("--idle-timeout must be 0 (off) or positive")
+        if self["external-address"] is not None:
+            try:
+                ipaddress.ip_address(self["external-address"])
+            except ValueError:
+                raise usage.UsageError("--external-address must be an IP address")
         if self["max-sessions"] < 1:
             raise usage.UsageError("--max-sessions must be at least 1")
         if not self.get("credCheckers") and not self["allow-public-unauthenticated"]:
@@ -161,6 +192,9 @@ def makeService(options: dict[str, Any]) -> IService:
         connectTimeout=options["connect-timeout"],
         idleTimeout=options["idle-timeout"] or None,
         maxSessions=options["max-sessions"],
+        bindTimeout=options["bind-timeout"],
+        udpTimeout=options["udp-timeout"],
+        externalAddress=options["external-address"],
     )
     service = MultiService()
     for description in options["ports"]:

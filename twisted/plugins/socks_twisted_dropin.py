@@ -33,3 +33,11 @@ def _takeOverTwistedSOCKS() -> None:
 
 
 _takeOverTwistedSOCKS()
+
+# Client endpoint-string parsers: socks5:, socks4a:, socks4: (see
+# socks_twisted.client._parsers for the syntax).
+from socks_twisted.client import SOCKSClientParser  # noqa: E402
+
+socks5ClientParser = SOCKSClientParser("socks5")
+socks4aClientParser = SOCKSClientParser("socks4a")
+socks4ClientParser = SOCKSClientParser("socks4")
