@@ -163,7 +163,9 @@ class Options(usage.Options, AuthOptionMixin):
             try:
                 ipaddress.ip_address(self["external-address"])
             except ValueError:
-                raise usage.UsageError("--external-address must be an IP address")
+                raise usage.UsageError(
+                    "--external-address must be an IP address"
+                ) from None
         if self["max-sessions"] < 1:
             raise usage.UsageError("--max-sessions must be at least 1")
         if not self.get("credCheckers") and not self["allow-public-unauthenticated"]:
