@@ -1,0 +1,3 @@
+"""
+Tests for L{socks_twisted._wire}, the sans-I/O SOCKS wire layer.
+"""
