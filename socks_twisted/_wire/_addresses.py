@@ -46,6 +46,8 @@ def encodeName(host: str) -> bytes:
             raise ValueError(f"host name {host!r} cannot be IDNA-encoded: {e}") from e
     if not encoded:
         raise ValueError("empty host name")
+    if b"\x00" in encoded:
+        raise ValueError("host name contains NUL")
     if len(encoded) > 255:
         raise ValueError(
             f"host name is {len(encoded)} bytes long; SOCKS allows at most 255"

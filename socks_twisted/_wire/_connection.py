@@ -155,6 +155,15 @@ def _readFirstMessage(data: Buffer) -> tuple[Message, int] | None:
     raise ProtocolError(f"not a SOCKS request: first byte {data[0]:#04x}")
 
 
+#: What the server answers to each message it reads.
+_ANSWERS: dict[type[Message], type[Message]] = {
+    SOCKS4Request: SOCKS4Reply,
+    SOCKS5Greeting: MethodSelection,
+    UsernamePasswordRequest: UsernamePasswordStatus,
+    SOCKS5Request: SOCKS5Reply,
+}
+
+
 class ServerConnection(_Connection):
     """
     The server's side of a SOCKS4, SOCKS4a or SOCKS5 handshake.
@@ -172,6 +181,7 @@ class ServerConnection(_Connection):
         self.version: int | None = None
         self._command: Command | None = None
         self._repliesSent = 0
+        self._answer: type[Message] | None = None
 
     def _received(self, message: Message) -> None:
         if isinstance(message, SOCKS4Request):
@@ -181,6 +191,7 @@ class ServerConnection(_Connection):
             self.version = SOCKS5_VERSION
         elif isinstance(message, SOCKS5Request):
             self._command = message.command
+        self._answer = _ANSWERS[type(message)]
 
     def send(
         self,
@@ -191,7 +202,9 @@ class ServerConnection(_Connection):
 
         @raise ValueError: This message cannot be sent now.
         """
-        if self.state is not HandshakeState.SENDING:
+        if self.state is not HandshakeState.SENDING or not isinstance(
+            message, self._answer or ()
+        ):
             raise ValueError(f"cannot send {message!r} in state {self.state}")
         if isinstance(message, MethodSelection):
             if message.method == AuthMethod.NO_AUTHENTICATION:
@@ -238,6 +251,7 @@ class ClientConnection(_Connection):
         self._offered: tuple[int, ...] = ()
         self._command: Command | None = None
         self._repliesReceived = 0
+        self._next: tuple[type[Message], ...] = (SOCKS5Greeting, SOCKS4Request)
 
     def send(
         self,
@@ -252,7 +266,9 @@ class ClientConnection(_Connection):
         @raise ValueError: A field of C{message} cannot be encoded, or it
             cannot be sent now.  The state is unchanged then.
         """
-        if self.state is not HandshakeState.SENDING:
+        if self.state is not HandshakeState.SENDING or not isinstance(
+            message, self._next
+        ):
             raise ValueError(f"cannot send {message!r} in state {self.state}")
         data = message.toBytes()
         if isinstance(message, SOCKS5Greeting):
@@ -269,7 +285,10 @@ class ClientConnection(_Connection):
         return data
 
     def _received(self, message: Message) -> None:
+        self._next = (SOCKS5Request,)
         if isinstance(message, MethodSelection):
+            if message.method == AuthMethod.USERNAME_PASSWORD:
+                self._next = (UsernamePasswordRequest,)
             if message.method == AuthMethod.NO_ACCEPTABLE_METHODS:
                 self._finish(established=False)
             elif message.method not in self._offered:

@@ -39,6 +39,11 @@ _SOCKS4_HEADER = struct.Struct("!BBH4s")
 Buffer = bytes | bytearray
 
 
+def _checkPort(port: int) -> None:
+    if not 0 <= port <= 0xFFFF:
+        raise ValueError(f"port {port} out of range")
+
+
 def socks4Failure() -> bytes:
     """
     The SOCKS4 reply that refuses a request (CD 91).
@@ -82,12 +87,17 @@ class SOCKS4Request:
         """
         if b"\x00" in self.userID or len(self.userID) > MAX_SOCKS4_FIELD:
             raise ValueError("SOCKS4 user ID contains NUL or exceeds 255 bytes")
+        _checkPort(self.port)
         if self.isSOCKS4a:
             name = encodeName(self.host)
             address = b"\x00\x00\x00\x01"
             suffix = name + b"\x00"
         else:
             address = ipaddress.IPv4Address(self.host).packed
+            if address[:3] == b"\x00\x00\x00" and address[3] != 0:
+                raise ValueError(
+                    f"{self.host} cannot be sent: SOCKS4a reserves 0.0.0.1-0.0.0.255"
+                )
             suffix = b""
         return (
             _SOCKS4_HEADER.pack(SOCKS4_VERSION, self.command, self.port, address)
@@ -157,7 +167,10 @@ class SOCKS4Reply:
     def toBytes(self) -> bytes:
         """
         Encode.
+
+        @raise ValueError: The port is out of range or the host is not IPv4.
         """
+        _checkPort(self.port)
         return _SOCKS4_HEADER.pack(
             SOCKS4_REPLY_VERSION,
             self.code,
