@@ -1,0 +1,369 @@
+"""
+Client endpoints that reach a target through a SOCKS4, SOCKS4a or SOCKS5
+proxy.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from typing import cast
+
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.defer import Deferred
+from twisted.internet.error import DNSLookupError
+from twisted.internet.interfaces import (
+    IAddress,
+    IHostResolution,
+    IProtocol,
+    IProtocolFactory,
+    IReactorPluggableNameResolver,
+    IReactorTime,
+    IResolutionReceiver,
+    IStreamClientEndpoint,
+)
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from .._wire import (
+    AddressType,
+    AuthMethod,
+    Command,
+    SOCKS4Request,
+    SOCKS5Request,
+    UsernamePasswordRequest,
+    addressTypeOf,
+    encodeName,
+)
+from ._handshake import ConnectAttempt, Negotiation
+from ._tunnel import addressFor
+
+#: The default for C{handshakeTimeout}, in seconds: long enough for a proxy
+#: to try a slow target (Dante and our server give up after 30 seconds).
+DEFAULT_HANDSHAKE_TIMEOUT = 60.0
+
+_SUPPORTED_METHODS = (AuthMethod.NO_AUTHENTICATION, AuthMethod.USERNAME_PASSWORD)
+
+
+def _defaultReactor() -> IReactorTime:
+    """
+    The global reactor, imported only when an endpoint was built without
+    one and is about to connect.
+    """
+    from twisted.internet import reactor
+
+    return cast(IReactorTime, reactor)
+
+
+def _toText(value: str | bytes) -> str:
+    if isinstance(value, bytes):
+        return value.decode("ascii")
+    return value
+
+
+def _toBytes(value: str | bytes) -> bytes:
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    return value
+
+
+def normalizeHost(host: str | bytes) -> tuple[AddressType, str]:
+    """
+    Tell what C{host} is and give the form it goes on the wire in: a
+    compressed IP literal (brackets around an IPv6 literal are removed), or
+    an ASCII name (IDNA-encoded if needed).
+
+    @raise ValueError: C{host} is not ASCII as C{bytes}, is empty, or its
+        encoding is longer than the 255 bytes SOCKS allows.
+    """
+    text = _toText(host)
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    addressType = addressTypeOf(text)
+    if addressType is AddressType.DOMAIN:
+        return addressType, encodeName(text).decode("ascii")
+    return addressType, str(ipaddress.ip_address(text))
+
+
+def _checkPort(port: int) -> int:
+    if not isinstance(port, int) or not 0 < port <= 0xFFFF:
+        raise ValueError(f"port {port!r} is not in 1-65535")
+    return port
+
+
+@implementer(IResolutionReceiver)
+class _Addresses:
+    """
+    Collect the addresses of one name resolution into a L{Deferred}.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._addresses: list[IAddress] = []
+        self.deferred: Deferred[object] = Deferred()
+
+    def resolutionBegan(self, resolutionInProgress: IHostResolution) -> None:
+        """
+        See L{IResolutionReceiver}.
+        """
+
+    def addressResolved(self, address: IAddress) -> None:
+        """
+        See L{IResolutionReceiver}.
+        """
+        self._addresses.append(address)
+
+    def resolutionComplete(self) -> None:
+        """
+        See L{IResolutionReceiver}.
+        """
+        if self.deferred.called:  # cancelled meanwhile
+            return
+        for address in self._addresses:
+            if isinstance(address, IPv4Address | IPv6Address):
+                self.deferred.callback(address.host)
+                return
+        self.deferred.errback(
+            Failure(DNSLookupError(f"no usable address found for {self._name!r}"))
+        )
+
+
+class _SOCKSEndpoint:
+    """
+    What both endpoints share: the target, local resolution, the attempt.
+    """
+
+    _addressTypes: Sequence[type[IAddress]] = (IPv4Address, IPv6Address)
+
+    def __init__(
+        self,
+        host: str | bytes,
+        port: int,
+        proxyEndpoint: IStreamClientEndpoint,
+        *,
+        resolveLocally: bool,
+        handshakeTimeout: float | None,
+        reactor: IReactorTime | None,
+    ) -> None:
+        self._addressType, self._host = normalizeHost(host)
+        self._port = _checkPort(port)
+        self._proxyEndpoint = proxyEndpoint
+        self._resolveLocally = bool(resolveLocally)
+        if handshakeTimeout is not None and handshakeTimeout <= 0:
+            raise ValueError("handshakeTimeout must be positive or None")
+        self._handshakeTimeout = handshakeTimeout
+        self._reactor = reactor
+        if (
+            self._resolveLocally
+            and reactor is not None
+            and not IReactorPluggableNameResolver.providedBy(reactor)
+        ):
+            raise ValueError(
+                "resolveLocally needs a reactor providing IReactorPluggableNameResolver"
+            )
+
+    def _negotiation(self, host: str) -> Negotiation:
+        raise NotImplementedError()
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__name__} {self._host}:{self._port} "
+            f"via {self._proxyEndpoint!r}>"
+        )
+
+    def connect(self, protocolFactory: IProtocolFactory) -> Deferred[IProtocol]:
+        """
+        Connect to the proxy, ask it for the target, and connect a protocol
+        built by C{protocolFactory} once the proxy reports success.
+
+        @return: A L{Deferred} that fires with that protocol, or fails with a
+            L{socks_twisted.errors.SOCKSError}, the error of the connection to
+            the proxy, L{twisted.internet.error.TimeoutError} (handshake
+            timeout), L{twisted.internet.error.DNSLookupError} (local
+            resolution) or L{twisted.internet.error.ConnectingCancelledError}.
+        """
+        reactor = self._reactor if self._reactor is not None else _defaultReactor()
+        if self._resolveLocally and self._addressType is AddressType.DOMAIN:
+            return self._resolveThenConnect(reactor, protocolFactory)
+        attempt = ConnectAttempt(
+            reactor,
+            protocolFactory,
+            addressFor(self._host.encode("ascii"), self._port),
+            self._handshakeTimeout,
+        )
+        attempt.connectVia(self._proxyEndpoint, self._negotiation(self._host))
+        return attempt.deferred
+
+    def _resolveThenConnect(
+        self, reactor: IReactorTime, protocolFactory: IProtocolFactory
+    ) -> Deferred[IProtocol]:
+        resolver = IReactorPluggableNameResolver(reactor).nameResolver
+        receiver = _Addresses(self._host)
+        # Until resolved, the target is known by its name.
+        attempt = ConnectAttempt(
+            reactor,
+            protocolFactory,
+            addressFor(self._host.encode("ascii"), self._port),
+            self._handshakeTimeout,
+        )
+        attempt.waitFor(receiver.deferred)
+
+        def resolved(address: object) -> None:
+            host = str(address)
+            attempt.target = addressFor(host, self._port)
+            attempt.connectVia(self._proxyEndpoint, self._negotiation(host))
+
+        def failed(reason: Failure) -> None:
+            attempt.failed(reason)
+
+        receiver.deferred.addCallbacks(resolved, failed)
+        resolver.resolveHostName(
+            receiver, self._host, self._port, self._addressTypes, "TCP"
+        )
+        return attempt.deferred
+
+
+@implementer(IStreamClientEndpoint)
+class SOCKS5ClientEndpoint(_SOCKSEndpoint):
+    """
+    Reach C{host}:C{port} through a SOCKS5 proxy (RFC 1928), with no
+    authentication or with a username and password (RFC 1929).
+
+    Names are sent to the proxy for it to resolve (ATYP 3), IDNA-encoded,
+    unless C{resolveLocally} is true; IP literals go out as ATYP 1 or 4.
+
+    @ivar proxyEndpoint: Leads to the proxy; it can itself be a SOCKS
+        endpoint, to chain proxies.
+    """
+
+    def __init__(
+        self,
+        host: str | bytes,
+        port: int,
+        proxyEndpoint: IStreamClientEndpoint,
+        *,
+        methods: Sequence[int] | None = None,
+        credentials: tuple[str | bytes, str | bytes] | None = None,
+        resolveLocally: bool = False,
+        handshakeTimeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
+        reactor: IReactorTime | None = None,
+    ) -> None:
+        """
+        @param host: The target: an IPv4 or IPv6 literal or a name.
+        @param port: The target's TCP port.
+        @param proxyEndpoint: The endpoint that connects to the proxy.
+        @param methods: The authentication methods to offer, in this order,
+            from L{AuthMethod.NO_AUTHENTICATION} and
+            L{AuthMethod.USERNAME_PASSWORD}.  By default no authentication,
+            followed by username/password when C{credentials} are given.
+        @param credentials: C{(username, password)} for RFC 1929; C{str} is
+            encoded as UTF-8.
+        @param resolveLocally: Resolve a name here (with the reactor's name
+            resolver) and send the proxy an address.
+        @param handshakeTimeout: Seconds from the connection to the proxy to
+            its final reply (which includes the proxy's connection to the
+            target) before giving up with
+            L{twisted.internet.error.TimeoutError}; C{None} waits forever.
+        @param reactor: Provides the clock for the timeout, and the name
+            resolver for C{resolveLocally}.  If C{None}, the global reactor is
+            imported when C{connect} is called.
+
+        @raise ValueError: The host, port or credentials cannot be sent, or
+            the methods are not ones this client implements.
+        """
+        super().__init__(
+            host,
+            port,
+            proxyEndpoint,
+            resolveLocally=resolveLocally,
+            handshakeTimeout=handshakeTimeout,
+            reactor=reactor,
+        )
+        self._credentials: UsernamePasswordRequest | None = None
+        if credentials is not None:
+            username, password = credentials
+            self._credentials = UsernamePasswordRequest(
+                _toBytes(username), _toBytes(password)
+            )
+            self._credentials.toBytes()  # raises ValueError if too long
+        if methods is None:
+            methods = (AuthMethod.NO_AUTHENTICATION,)
+            if credentials is not None:
+                methods += (AuthMethod.USERNAME_PASSWORD,)
+        self._methods = tuple(methods)
+        if not self._methods:
+            raise ValueError("offer at least one method")
+        if len(set(self._methods)) != len(self._methods):
+            raise ValueError(f"methods offered twice: {self._methods}")
+        unsupported = set(self._methods) - set(_SUPPORTED_METHODS)
+        if unsupported:
+            raise ValueError(f"methods not implemented: {sorted(unsupported)}")
+        hasUserPass = AuthMethod.USERNAME_PASSWORD in self._methods
+        if hasUserPass and self._credentials is None:
+            raise ValueError("username/password offered without credentials")
+        if self._credentials is not None and not hasUserPass:
+            raise ValueError("credentials given but username/password not offered")
+        # Fail now, not after connecting, if the request cannot be encoded.
+        self._negotiation(self._host).request.toBytes()
+
+    def _negotiation(self, host: str) -> Negotiation:
+        return Negotiation(
+            SOCKS5Request(Command.CONNECT, host, self._port),
+            self._methods,
+            self._credentials,
+        )
+
+
+@implementer(IStreamClientEndpoint)
+class SOCKS4ClientEndpoint(_SOCKSEndpoint):
+    """
+    Reach C{host}:C{port} through a SOCKS4 proxy: SOCKS4 for IPv4 literals,
+    SOCKS4a for names (the proxy resolves them), or SOCKS4 with a locally
+    resolved IPv4 address when C{resolveLocally} is true.
+
+    SOCKS4 cannot carry IPv6 addresses.
+    """
+
+    _addressTypes = (IPv4Address,)
+
+    def __init__(
+        self,
+        host: str | bytes,
+        port: int,
+        proxyEndpoint: IStreamClientEndpoint,
+        *,
+        userID: bytes | str = b"",
+        resolveLocally: bool = False,
+        handshakeTimeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
+        reactor: IReactorTime | None = None,
+    ) -> None:
+        """
+        @param host: The target: an IPv4 literal or a name.
+        @param port: The target's TCP port.
+        @param proxyEndpoint: The endpoint that connects to the proxy.
+        @param userID: The SOCKS4 USERID field (no NUL, at most 255 bytes).
+        @param resolveLocally: Resolve a name here (IPv4 only) and speak plain
+            SOCKS4 instead of SOCKS4a.
+        @param handshakeTimeout: As for L{SOCKS5ClientEndpoint}.
+        @param reactor: As for L{SOCKS5ClientEndpoint}.
+
+        @raise ValueError: The host is an IPv6 literal, or a field cannot be
+            sent.
+        """
+        super().__init__(
+            host,
+            port,
+            proxyEndpoint,
+            resolveLocally=resolveLocally,
+            handshakeTimeout=handshakeTimeout,
+            reactor=reactor,
+        )
+        if self._addressType is AddressType.IPV6:
+            raise ValueError("SOCKS4 cannot carry an IPv6 address; use SOCKS5")
+        self._userID = _toBytes(userID)
+        self._negotiation(self._host).request.toBytes()
+
+    def _negotiation(self, host: str) -> Negotiation:
+        return Negotiation(
+            SOCKS4Request(Command.CONNECT, host, self._port, self._userID)
+        )
