@@ -66,6 +66,11 @@ class _Phase(Enum):
     CLOSED = auto()
 
 
+#: The most a session holds of what the client sent before the target is
+#: connected (or while its credentials are checked) before it stops reading.
+#: Reading on until then is what lets a client's disconnect be noticed.
+HOLD_LIMIT = 64 * 1024
+
 _REPLY_NAMES = {code: code.name.lower().replace("_", " ") for code in SOCKS5ReplyCode}
 
 
@@ -89,6 +94,8 @@ class SOCKSServerProtocol(Protocol):
         self._pending: defer.Deferred[Any] | None = None
         self._earlyData: list[bytes] = []
         self._clientEOF = False
+        self._held = 0
+        self._paused = False
         self._target: TargetProtocol | None = None
         self._relay: Relay | None = None
         self._idle: IdleWatch | None = None
@@ -119,8 +126,10 @@ class SOCKSServerProtocol(Protocol):
             self._advance()
         elif self._phase is _Phase.AUTHENTICATING:
             self._wire.receiveData(data)  # a pipelined request, parsed later
+            self._hold(len(data))
         elif self._phase is _Phase.CONNECTING:
             self._earlyData.append(data)
+            self._hold(len(data))
         # ASSOCIATED: the control connection carries nothing; CLOSED: too late.
 
     def readConnectionLost(self) -> None:
@@ -203,7 +212,6 @@ class SOCKSServerProtocol(Protocol):
     def _authenticate(self, request: UsernamePasswordRequest) -> None:
         assert self.factory.portal is not None
         self._phase = _Phase.AUTHENTICATING
-        self.transport.pauseProducing()  # type: ignore[union-attr]
         self.user = request.username
         credentials = UsernamePassword(request.username, request.password)
         login = self.factory.portal.login(credentials, None, ISOCKSUser)
@@ -216,7 +224,7 @@ class SOCKSServerProtocol(Protocol):
         self.user = avatar.username or self.user
         self.transport.write(self._wire.send(UsernamePasswordStatus(0)))  # type: ignore[union-attr]
         self._phase = _Phase.HANDSHAKE
-        self.transport.resumeProducing()  # type: ignore[union-attr]
+        self._release()
         self._advance()
 
     def _notAuthenticated(self, failure: Failure) -> None:
@@ -250,13 +258,26 @@ class SOCKSServerProtocol(Protocol):
 
     def _waitForTarget(self) -> None:
         """
-        Stop the handshake clock and the client's reading; keep what the
-        client sent so far for the target.
+        Stop the handshake clock; hold what the client sent so far, and
+        sends meanwhile, for the target.
         """
         self._phase = _Phase.CONNECTING
         self._cancelDeadline()
-        self._earlyData.append(self._wire.takeTrailingData())
-        self.transport.pauseProducing()  # type: ignore[union-attr]
+        trailing = self._wire.takeTrailingData()
+        self._earlyData.append(trailing)
+        self._hold(len(trailing))
+
+    def _hold(self, count: int) -> None:
+        self._held += count
+        if self._held > HOLD_LIMIT and not self._paused:
+            self._paused = True
+            self.transport.pauseProducing()  # type: ignore[union-attr]
+
+    def _release(self) -> None:
+        self._held = 0
+        if self._paused:
+            self._paused = False
+            self.transport.resumeProducing()  # type: ignore[union-attr]
 
     # The outbound connection
 
@@ -300,7 +321,7 @@ class SOCKSServerProtocol(Protocol):
         if self._clientEOF:
             self._relay.readClosed(self.transport)  # type: ignore[arg-type]
         else:
-            self.transport.resumeProducing()  # type: ignore[union-attr]
+            self._release()
         if self.factory.idleTimeout:
             self._watchIdle(self.factory.idleTimeout, self._relayActivity)
 

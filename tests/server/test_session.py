@@ -13,6 +13,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from socks_twisted.server import SOCKSServerProtocol
+from socks_twisted.server._session import HOLD_LIMIT
 
 from ._fakes import (
     FakeDialler,
@@ -137,15 +138,41 @@ class ConnectTests(SessionTestMixin, SynchronousTestCase):
     def test_pipelinedDataDeliveredAfterConnect(self) -> None:
         """
         Bytes sent with the request and while connecting reach the target in
-        order, once, after the connection is made; the client's reading is
-        paused meanwhile.
+        order, once, after the connection is made.  The client's reading goes
+        on meanwhile, so that its leaving is noticed.
         """
         protocol, transport, dialler = self.openSOCKS5(self, CONNECT_IPV4 + b"one,")
-        self.assertEqual(transport.producerState, "paused")
         protocol.dataReceived(b"two")
+        self.assertEqual(transport.producerState, "producing")
         _, targetTransport = dialler.attempts[0].succeed()
         self.assertEqual(targetTransport.value(), b"one,two")
+
+    def test_earlyDataBounded(self) -> None:
+        """
+        Past HOLD_LIMIT bytes held for a target not yet connected, the
+        client's reading pauses; it resumes once they are delivered.
+        """
+        protocol, transport, dialler = self.openSOCKS5(self, CONNECT_IPV4)
+        chunk = b"x" * 16384
+        for _ in range(HOLD_LIMIT // len(chunk)):
+            protocol.dataReceived(chunk)
         self.assertEqual(transport.producerState, "producing")
+        protocol.dataReceived(b"!")
+        self.assertEqual(transport.producerState, "paused")
+        _, targetTransport = dialler.attempts[0].succeed()
+        self.assertEqual(len(targetTransport.value()), HOLD_LIMIT + 1)
+        self.assertEqual(transport.producerState, "producing")
+
+    def test_eofWhileConnecting(self) -> None:
+        """
+        A client that half-closes while the server dials gets its bytes
+        delivered and then the half-close, once connected.
+        """
+        protocol, _, dialler = self.openSOCKS5(self, CONNECT_IPV4 + b"last words")
+        protocol.readConnectionLost()
+        _, targetTransport = dialler.attempts[0].succeed()
+        self.assertEqual(targetTransport.value(), b"last words")
+        self.assertTrue(targetTransport.writeShut)
 
     def test_unspecifiedAddressRefused(self) -> None:
         """
