@@ -1,1 +1,33 @@
-"""SOCKS4, SOCKS4a and SOCKS5 for Twisted: a server and client endpoints."""
+"""
+SOCKS4, SOCKS4a and SOCKS5 for Twisted: a server and client endpoints.
+
+The client names are re-exported lazily, so that importing the sans-I/O
+C{socks_twisted._wire} alone never imports Twisted.
+"""
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .client import (
+        SOCKS4ClientEndpoint,
+        SOCKS5ClientEndpoint,
+        SOCKSAgentEndpointFactory,
+        SOCKSTunnelTransport,
+        socksAgent,
+    )
+
+__all__ = [
+    "SOCKS4ClientEndpoint",
+    "SOCKS5ClientEndpoint",
+    "SOCKSAgentEndpointFactory",
+    "SOCKSTunnelTransport",
+    "socksAgent",
+]
+
+
+def __getattr__(name: str) -> object:
+    if name in __all__:
+        from . import client
+
+        return getattr(client, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -17,6 +17,9 @@ class SOCKSError(error.ConnectError):
     The root of every SOCKS failure.
     """
 
+    def __init__(self, osError: object = None, string: str = "") -> None:
+        super().__init__(osError, string)  # type: ignore[no-untyped-call]
+
 
 class SOCKSProtocolError(SOCKSError):
     """
@@ -47,7 +50,7 @@ class SOCKSReplyError(SOCKSError):
     code: int = -1
 
     def __init__(self, osError: object = None, string: str = "") -> None:
-        super().__init__(osError, string or self.describe())  # type: ignore[no-untyped-call]
+        super().__init__(osError, string or self.describe())
 
     def describe(self) -> str:
         """

@@ -217,9 +217,12 @@ class _SOCKSEndpoint:
             attempt.failed(reason)
 
         receiver.deferred.addCallbacks(resolved, failed)
-        resolver.resolveHostName(
-            receiver, self._host, self._port, self._addressTypes, "TCP"
-        )
+        try:
+            resolver.resolveHostName(
+                receiver, self._host, self._port, self._addressTypes, "TCP"
+            )
+        except BaseException:
+            attempt.failed(Failure())
         return attempt.deferred
 
 

@@ -36,7 +36,7 @@ from twisted.internet.interfaces import (
 )
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.python.failure import Failure
-from zope.interface import implementer
+from zope.interface import alsoProvides, implementer
 
 from .._wire import (
     NEED_DATA,
@@ -112,7 +112,7 @@ class Negotiation:
         return 5 if isinstance(self.request, SOCKS5Request) else 4
 
 
-@implementer(IHalfCloseableProtocol, IHandshakeListener, ILoggingContext)
+@implementer(IHalfCloseableProtocol, ILoggingContext)
 class SOCKSClientProtocol(Protocol):
     """
     The protocol on the connection to the proxy.
@@ -121,10 +121,19 @@ class SOCKSClientProtocol(Protocol):
     answers the proxy's messages, and on success connects the application
     protocol to a L{SOCKSTunnelTransport}.  From then on every
     C{dataReceived} is one call to the application's C{dataReceived}, and
-    C{connectionLost}, C{readConnectionLost}, C{writeConnectionLost} and
-    C{handshakeCompleted} are passed on (the last three only if the
-    application protocol provides their interface, checked when they happen,
-    so that chained tunnels keep half-close).
+    C{connectionLost}, C{readConnectionLost} and C{writeConnectionLost} are
+    passed on (the last two only if the application protocol provides
+    L{IHalfCloseableProtocol}, checked when they happen, so that a chained
+    tunnel, whose application is itself a L{SOCKSClientProtocol}, keeps
+    half-close).
+
+    L{IHalfCloseableProtocol} is provided from the start, because
+    L{twisted.internet.endpoints}' C{_WrappingProtocol} looks once, when it is
+    built.  L{IHandshakeListener} is provided only once the tunnel is up and
+    only if the application provides it: C{_WrappingProtocol} calls
+    C{directlyProvides} once per interface it finds, so a protocol that
+    provides both from the start ends up with the last one only, and loses
+    half-close.
     """
 
     def __init__(self, attempt: ConnectAttempt, negotiation: Negotiation) -> None:
@@ -286,7 +295,15 @@ class SOCKSClientProtocol(Protocol):
         self._app = app
         self._tunnel = tunnel
         self._receive = app.dataReceived
-        app.makeConnection(tunnel)
+        if IHandshakeListener.providedBy(app):
+            alsoProvides(self, IHandshakeListener)
+        try:
+            app.makeConnection(tunnel)
+        except BaseException:
+            # Twisted's own endpoints would leave the Deferred unfired here.
+            self._attempt.failed(Failure())
+            self._abortTransport()
+            return
         self._attempt.succeeded(app)
         if trailing and not tunnel.closing:
             self._pending = trailing
@@ -384,8 +401,9 @@ class SOCKSClientProtocol(Protocol):
     def handshakeCompleted(self) -> None:
         """
         The transport under us finished a TLS handshake.  Passed on only
-        after the tunnel is up: a handshake before that was with the proxy,
-        which is none of the application's business.
+        after the tunnel is up (this method is reachable through
+        L{IHandshakeListener} only then): a handshake before that was with the
+        proxy, which is none of the application's business.
         """
         if self._app is not None and IHandshakeListener.providedBy(self._app):
             IHandshakeListener(self._app).handshakeCompleted()

@@ -145,7 +145,7 @@ def _tempDir(testCase: TestCase) -> str:
     """
     Create and return an absolute, fresh directory for one test's files.
     """
-    relative: str = testCase.mktemp()  # type: ignore[no-untyped-call]
+    relative: str = testCase.mktemp()
     path = os.path.abspath(relative)
     os.makedirs(path)
     return path
