@@ -222,12 +222,7 @@ class ServerConnection(_Connection):
                 self._finish(established=False)
         else:
             self._repliesSent += 1
-            succeeded = (
-                message.granted
-                if isinstance(message, SOCKS4Reply)
-                else message.succeeded
-            )
-            if not succeeded:
+            if not message.succeeded:
                 self._finish(established=False)
             elif self._command is Command.BIND and self._repliesSent == 1:
                 pass  # the second reply names the peer that connected
@@ -304,12 +299,7 @@ class ClientConnection(_Connection):
                 self._finish(established=False)
         elif isinstance(message, SOCKS4Reply | SOCKS5Reply):
             self._repliesReceived += 1
-            succeeded = (
-                message.granted
-                if isinstance(message, SOCKS4Reply)
-                else message.succeeded
-            )
-            if not succeeded:
+            if not message.succeeded:
                 self._finish(established=False)
             elif self._command is Command.BIND and self._repliesReceived == 1:
                 self._expect(

@@ -179,11 +179,13 @@ class SOCKS4Reply:
         )
 
     @property
-    def granted(self) -> bool:
+    def succeeded(self) -> bool:
         """
-        Whether the server granted the request.
+        Whether the server granted the request (CD 90).
         """
         return self.code == SOCKS4ReplyCode.GRANTED
+
+    granted = succeeded
 
 
 def readSOCKS4Reply(data: Buffer) -> tuple[SOCKS4Reply, int] | None:
