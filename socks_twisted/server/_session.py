@@ -66,6 +66,10 @@ class _Phase(Enum):
     CLOSED = auto()
 
 
+#: Seconds a refused session waits for the client to close after the reply
+#: (RFC 1928 allows up to 10).
+LINGER_TIMEOUT = 2.0
+
 #: The most a session holds of what the client sent before the target is
 #: connected (or while its credentials are checked) before it stops reading.
 #: Reading on until then is what lets a client's disconnect be noticed.
@@ -91,6 +95,7 @@ class SOCKSServerProtocol(Protocol):
         self._wire = ServerConnection()
         self._phase = _Phase.HANDSHAKE
         self._deadline: IDelayedCall | None = None
+        self._lingerCall: IDelayedCall | None = None
         self._pending: defer.Deferred[Any] | None = None
         self._earlyData: list[bytes] = []
         self._clientEOF = False
@@ -137,10 +142,14 @@ class SOCKSServerProtocol(Protocol):
             self._relay.readClosed(self.transport)  # type: ignore[arg-type]
         elif self._phase is _Phase.CONNECTING:
             self._clientEOF = True  # delivered as a half-close once connected
-        elif self._phase is _Phase.ASSOCIATED:
-            self._close("client closed the UDP control connection")
         else:
-            self._close("client closed the connection during the handshake")
+            self._close(
+                "client closed the UDP control connection"
+                if self._phase is _Phase.ASSOCIATED
+                else "client closed the connection during the handshake"
+            )
+            # The client has finished sending: nothing is left to drain.
+            self.transport.loseConnection()  # type: ignore[union-attr]
 
     def writeConnectionLost(self) -> None:
         pass  # the relay shut this direction itself
@@ -506,7 +515,22 @@ class SOCKSServerProtocol(Protocol):
             if self.replyCode is None:
                 self.replyCode = finalBytes[1] if len(finalBytes) > 1 else None
             self.transport.write(finalBytes)  # type: ignore[union-attr]
-        self.transport.loseConnection()  # type: ignore[union-attr]
+        self._linger()
+
+    def _linger(self) -> None:
+        """
+        Close without a reset: shut the write side once the last reply is
+        flushed, then read and discard what the client still sends until it
+        closes, or for LINGER_TIMEOUT seconds.  Closing a socket with unread
+        input sends a reset, which can make the client lose the reply.
+        """
+        transport = self.transport
+        assert transport is not None
+        self._lingerCall = self._reactor.callLater(
+            LINGER_TIMEOUT, transport.loseConnection
+        )
+        transport.loseWriteConnection()  # type: ignore[attr-defined]
+        self._release()
 
     def _handshakeTimedOut(self) -> None:
         self._deadline = None
@@ -524,6 +548,9 @@ class SOCKSServerProtocol(Protocol):
 
     def _cancelTimers(self) -> None:
         self._cancelDeadline()
+        if self._lingerCall is not None and self._lingerCall.active():
+            self._lingerCall.cancel()
+        self._lingerCall = None
         if self._idle is not None:
             self._idle.stop()
             self._idle = None

@@ -39,6 +39,13 @@ class HalfCloseTransport(StringTransport):
     def loseWriteConnection(self) -> None:
         self.writeShut = True
 
+    @property
+    def closing(self) -> bool:
+        """
+        Whether the server began to close: fully, or its write side.
+        """
+        return bool(self.disconnecting) or self.writeShut
+
 
 @dataclass
 class Attempt:

@@ -95,7 +95,7 @@ class BindTests(SynchronousTestCase):
         peer, _ = peerConnects(listeners, IPv4Address("TCP", "127.0.0.3", 5555))
         self.assertIsNone(peer)
         self.assertEqual(transport.value(), failure5(0x02))
-        self.assertTrue(transport.disconnecting)
+        self.assertTrue(transport.closing)
         self.assertEqual(listeners.openPorts(), 0)
 
     def test_anyPeerWhenUnspecified(self) -> None:
@@ -309,7 +309,7 @@ class UDPAssociateTests(SynchronousTestCase):
         """
         protocol, transport, _ = self.open()
         protocol.readConnectionLost()
-        self.assertTrue(transport.disconnecting)
+        self.assertTrue(transport.closing)
 
     def test_idleTimeout(self) -> None:
         """
@@ -320,9 +320,9 @@ class UDPAssociateTests(SynchronousTestCase):
         self.reactor.pump([1.0] * 50)
         association.datagramReceived(TO_ECHO + b"keepalive", CLIENT_UDP)
         self.reactor.pump([1.0] * 50)
-        self.assertFalse(transport.disconnecting)
+        self.assertFalse(transport.closing)
         self.reactor.pump([1.0] * 80)
-        self.assertTrue(transport.disconnecting)
+        self.assertTrue(transport.closing)
 
     def test_ipv6Association(self) -> None:
         """

@@ -13,7 +13,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from socks_twisted.server import SOCKSServerProtocol
-from socks_twisted.server._session import HOLD_LIMIT
+from socks_twisted.server._session import HOLD_LIMIT, LINGER_TIMEOUT
 
 from ._fakes import (
     FakeDialler,
@@ -183,7 +183,7 @@ class ConnectTests(SessionTestMixin, SynchronousTestCase):
         )
         self.assertEqual(dialler.attempts, [])
         self.assertEqual(transport.value(), failure5(0x04))
-        self.assertTrue(transport.disconnecting)
+        self.assertTrue(transport.closing)
 
 
 class ConnectFailureTests(SessionTestMixin, SynchronousTestCase):
@@ -195,7 +195,7 @@ class ConnectFailureTests(SessionTestMixin, SynchronousTestCase):
     def failWith(self, exception: BaseException) -> HalfCloseTransport:
         protocol, transport, dialler = self.openSOCKS5(self, CONNECT_IPV4 + b"early")
         dialler.attempts[0].fail(exception)
-        self.assertTrue(transport.disconnecting)
+        self.assertTrue(transport.closing)
         protocol.connectionLost(Failure(error.ConnectionDone()))
         return transport
 
@@ -252,7 +252,7 @@ class ConnectFailureTests(SessionTestMixin, SynchronousTestCase):
         self.reactor.advance(0.2)
         self.assertTrue(dialler.attempts[0].cancelled)
         self.assertEqual(transport.value(), failure5(0x06))
-        self.assertTrue(transport.disconnecting)
+        self.assertTrue(transport.closing)
 
     def test_clientLeavesWhileConnecting(self) -> None:
         """
@@ -277,7 +277,7 @@ class BadInputTests(SynchronousTestCase):
         protocol, transport = connectClient(factory)
         protocol.dataReceived(data)
         self.assertEqual(dialler.attempts, [])
-        self.assertTrue(transport.disconnecting)
+        self.assertTrue(transport.closing)
         protocol.connectionLost(Failure(error.ConnectionDone()))
         return transport, log
 
@@ -355,6 +355,37 @@ class BadInputTests(SynchronousTestCase):
         transport, _ = self.run5(bytes.fromhex("04 01 0050 7f000001") + b"u" * 300)
         self.assertEqual(transport.value(), SOCKS4_REJECTED)
 
+    def test_lingerAfterRefusal(self) -> None:
+        """
+        After a failure reply the server shuts only its write side, discards
+        what the client still sends (closing with unread input would reset
+        the connection and could lose the reply), and closes after
+        LINGER_TIMEOUT.
+        """
+        factory, reactor, dialler = makeFactory()
+        protocol, transport = connectClient(factory)
+        protocol.dataReceived(GREETING_NO_AUTH + CONNECT_IPV4)
+        dialler.attempts[0].fail(error.ConnectionRefusedError())
+        self.assertTrue(transport.writeShut)
+        self.assertFalse(transport.disconnecting)
+        protocol.dataReceived(b"more pipelined bytes")
+        self.assertEqual(transport.value(), CHOSE_NO_AUTH + failure5(0x05))
+        reactor.advance(LINGER_TIMEOUT)
+        self.assertTrue(transport.disconnecting)
+
+    def test_lingerEndsWithClientEOF(self) -> None:
+        """
+        A client that closes after reading the failure reply is closed at
+        once, and no timer is left.
+        """
+        factory, reactor, _ = makeFactory()
+        protocol, transport = connectClient(factory)
+        protocol.dataReceived(bytes.fromhex("05 00"))
+        protocol.readConnectionLost()
+        self.assertTrue(transport.disconnecting)
+        protocol.connectionLost(Failure(error.ConnectionDone()))
+        self.assertEqual(reactor.getDelayedCalls(), [])
+
     def test_eofDuringHandshake(self) -> None:
         """
         A client that half-closes before finishing its request is closed.
@@ -364,7 +395,7 @@ class BadInputTests(SynchronousTestCase):
         protocol, transport = connectClient(factory)
         protocol.dataReceived(bytes.fromhex("05 01"))
         protocol.readConnectionLost()
-        self.assertTrue(transport.disconnecting)
+        self.assertTrue(transport.closing)
         protocol.connectionLost(Failure(error.ConnectionDone()))
         self.assertIn("during the handshake", log.text())
 
@@ -408,7 +439,7 @@ class SOCKS4Tests(SynchronousTestCase):
         protocol.dataReceived(SOCKS4_CONNECT)
         dialler.attempts[0].fail(error.ConnectionRefusedError())
         self.assertEqual(transport.value(), SOCKS4_REJECTED)
-        self.assertTrue(transport.disconnecting)
+        self.assertTrue(transport.closing)
 
 
 class AuthenticationTests(SynchronousTestCase):
@@ -447,7 +478,7 @@ class AuthenticationTests(SynchronousTestCase):
         protocol, transport = connectClient(factory)
         protocol.dataReceived(self.greeting + self.badCredentials + CONNECT_IPV4)
         self.assertEqual(transport.value(), bytes.fromhex("05 02 01 01"))
-        self.assertTrue(transport.disconnecting)
+        self.assertTrue(transport.closing)
         self.assertEqual(dialler.attempts, [])
         protocol.connectionLost(Failure(error.ConnectionDone()))
         self.assertIn("authentication failed", log.text())
@@ -475,7 +506,7 @@ class AuthenticationTests(SynchronousTestCase):
         protocol, transport = connectClient(factory)
         protocol.dataReceived(GREETING_NO_AUTH)
         self.assertEqual(transport.value(), bytes.fromhex("05 ff"))
-        self.assertTrue(transport.disconnecting)
+        self.assertTrue(transport.closing)
 
     def test_socks4RefusedWithAuth(self) -> None:
         """
@@ -513,9 +544,9 @@ class DeadlineTests(SynchronousTestCase):
         protocol.dataReceived(b"\x05")
         reactor.advance(14.9)
         protocol.dataReceived(b"\x01")
-        self.assertFalse(transport.disconnecting)
+        self.assertFalse(transport.closing)
         reactor.advance(0.2)
-        self.assertTrue(transport.disconnecting)
+        self.assertTrue(transport.closing)
         self.assertEqual(transport.value(), b"")
 
     def test_deadlineCancelledOnceRelaying(self) -> None:
@@ -529,7 +560,7 @@ class DeadlineTests(SynchronousTestCase):
         dialler.attempts[0].succeed()
         self.assertEqual(reactor.getDelayedCalls(), [])
         reactor.advance(60)
-        self.assertFalse(transport.disconnecting)
+        self.assertFalse(transport.closing)
 
     def test_deadlineDuringAuthentication(self) -> None:
         """
@@ -544,7 +575,7 @@ class DeadlineTests(SynchronousTestCase):
         protocol, transport = connectClient(factory)
         protocol.dataReceived(bytes.fromhex("05 01 02 01 01 61 01 62"))
         reactor.advance(10.1)
-        self.assertTrue(transport.disconnecting)
+        self.assertTrue(transport.closing)
 
     def test_idleTimeout(self) -> None:
         """
@@ -558,12 +589,12 @@ class DeadlineTests(SynchronousTestCase):
         for _ in range(8):
             reactor.pump([1.0] * 50)
             target.dataReceived(b"x")
-        self.assertFalse(transport.disconnecting)
+        self.assertFalse(transport.closing)
         reactor.pump([1.0] * 99)
-        self.assertFalse(transport.disconnecting)
+        self.assertFalse(transport.closing)
         # The check runs every quarter of the timeout: closed within 1.25x.
         reactor.pump([1.0] * 26)
-        self.assertTrue(transport.disconnecting)
+        self.assertTrue(transport.closing)
 
 
 class SessionLimitTests(SynchronousTestCase):
