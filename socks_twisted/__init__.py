@@ -9,16 +9,26 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .client import (
+        PendingBind,
+        SOCKS4BindClient,
         SOCKS4ClientEndpoint,
+        SOCKS5BindClient,
         SOCKS5ClientEndpoint,
+        SOCKS5UDPAssociation,
+        SOCKS5UDPClient,
         SOCKSAgentEndpointFactory,
         SOCKSTunnelTransport,
         socksAgent,
     )
 
 __all__ = [
+    "PendingBind",
+    "SOCKS4BindClient",
     "SOCKS4ClientEndpoint",
+    "SOCKS5BindClient",
     "SOCKS5ClientEndpoint",
+    "SOCKS5UDPAssociation",
+    "SOCKS5UDPClient",
     "SOCKSAgentEndpointFactory",
     "SOCKSTunnelTransport",
     "socksAgent",

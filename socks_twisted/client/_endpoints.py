@@ -85,10 +85,51 @@ def normalizeHost(host: str | bytes) -> tuple[AddressType, str]:
     return addressType, str(ipaddress.ip_address(text))
 
 
-def _checkPort(port: int) -> int:
-    if not isinstance(port, int) or not 0 < port <= 0xFFFF:
-        raise ValueError(f"port {port!r} is not in 1-65535")
+def _checkPort(port: int, lowest: int = 1) -> int:
+    if not isinstance(port, int) or not lowest <= port <= 0xFFFF:
+        raise ValueError(f"port {port!r} is not in {lowest}-65535")
     return port
+
+
+def socks5Authentication(
+    methods: Sequence[int] | None,
+    credentials: tuple[str | bytes, str | bytes] | None,
+) -> tuple[tuple[int, ...], UsernamePasswordRequest | None]:
+    """
+    Check the SOCKS5 authentication options every SOCKS5 client takes.
+
+    @param methods: The methods to offer, in order, or C{None} for the
+        default: no authentication, then username/password when
+        C{credentials} are given.
+    @param credentials: C{(username, password)} for RFC 1929; C{str} is
+        encoded as UTF-8.
+    @return: The methods to offer and the RFC 1929 request to send.
+    @raise ValueError: The credentials cannot be sent, or the methods are not
+        ones this client implements or do not fit the credentials.
+    """
+    request: UsernamePasswordRequest | None = None
+    if credentials is not None:
+        username, password = credentials
+        request = UsernamePasswordRequest(_toBytes(username), _toBytes(password))
+        request.toBytes()  # raises ValueError if too long
+    if methods is None:
+        methods = (AuthMethod.NO_AUTHENTICATION,)
+        if credentials is not None:
+            methods += (AuthMethod.USERNAME_PASSWORD,)
+    offered = tuple(methods)
+    if not offered:
+        raise ValueError("offer at least one method")
+    if len(set(offered)) != len(offered):
+        raise ValueError(f"methods offered twice: {offered}")
+    unsupported = set(offered) - set(_SUPPORTED_METHODS)
+    if unsupported:
+        raise ValueError(f"methods not implemented: {sorted(unsupported)}")
+    hasUserPass = AuthMethod.USERNAME_PASSWORD in offered
+    if hasUserPass and request is None:
+        raise ValueError("username/password offered without credentials")
+    if request is not None and not hasUserPass:
+        raise ValueError("credentials given but username/password not offered")
+    return offered, request
 
 
 @implementer(IResolutionReceiver)
@@ -128,12 +169,18 @@ class _Addresses:
         )
 
 
-class _SOCKSEndpoint:
+class _SOCKSRequester:
     """
-    What both endpoints share: the target, local resolution, the attempt.
+    What every SOCKS client shares (the CONNECT endpoints, the BIND and UDP
+    clients): the request's address, local resolution of a name, the
+    handshake timeout, and starting a L{ConnectAttempt}.
+
+    @cvar _lowestPort: The lowest port the request may name (BIND and UDP
+        ASSOCIATE may name port 0).
     """
 
     _addressTypes: Sequence[type[IAddress]] = (IPv4Address, IPv6Address)
+    _lowestPort = 1
 
     def __init__(
         self,
@@ -146,7 +193,7 @@ class _SOCKSEndpoint:
         reactor: IReactorTime | None,
     ) -> None:
         self._addressType, self._host = normalizeHost(host)
-        self._port = _checkPort(port)
+        self._port = _checkPort(port, self._lowestPort)
         self._proxyEndpoint = proxyEndpoint
         self._resolveLocally = bool(resolveLocally)
         if handshakeTimeout is not None and handshakeTimeout <= 0:
@@ -171,40 +218,48 @@ class _SOCKSEndpoint:
             f"via {self._proxyEndpoint!r}>"
         )
 
-    def connect(self, protocolFactory: IProtocolFactory) -> Deferred[IProtocol]:
+    def _newAttempt(
+        self, reactor: IReactorTime, protocolFactory: IProtocolFactory, target: IAddress
+    ) -> ConnectAttempt:
         """
-        Connect to the proxy, ask it for the target, and connect a protocol
-        built by C{protocolFactory} once the proxy reports success.
+        Make the attempt that L{_start} drives.  (The BIND client makes one
+        that reports the first reply.)
+        """
+        return ConnectAttempt(reactor, protocolFactory, target, self._handshakeTimeout)
 
-        @return: A L{Deferred} that fires with that protocol, or fails with a
-            L{socks_twisted.errors.SOCKSError}, the error of the connection to
-            the proxy, L{twisted.internet.error.TimeoutError} (handshake
-            timeout), L{twisted.internet.error.DNSLookupError} (local
-            resolution) or L{twisted.internet.error.ConnectingCancelledError}.
+    def _getReactor(self) -> IReactorTime:
         """
-        reactor = self._reactor if self._reactor is not None else _defaultReactor()
+        The reactor given, or else the global reactor.
+        """
+        return self._reactor if self._reactor is not None else _defaultReactor()
+
+    def _start(self, protocolFactory: IProtocolFactory) -> ConnectAttempt:
+        """
+        Resolve the name if asked to, connect to the proxy, and start the
+        handshake; a protocol from C{protocolFactory} is connected once the
+        proxy replies success.
+        """
+        reactor = self._getReactor()
         if self._resolveLocally and self._addressType is AddressType.DOMAIN:
             return self._resolveThenConnect(reactor, protocolFactory)
-        attempt = ConnectAttempt(
+        attempt = self._newAttempt(
             reactor,
             protocolFactory,
             addressFor(self._host.encode("ascii"), self._port),
-            self._handshakeTimeout,
         )
         attempt.connectVia(self._proxyEndpoint, self._negotiation(self._host))
-        return attempt.deferred
+        return attempt
 
     def _resolveThenConnect(
         self, reactor: IReactorTime, protocolFactory: IProtocolFactory
-    ) -> Deferred[IProtocol]:
+    ) -> ConnectAttempt:
         resolver = IReactorPluggableNameResolver(reactor).nameResolver
         receiver = _Addresses(self._host)
         # Until resolved, the target is known by its name.
-        attempt = ConnectAttempt(
+        attempt = self._newAttempt(
             reactor,
             protocolFactory,
             addressFor(self._host.encode("ascii"), self._port),
-            self._handshakeTimeout,
         )
         attempt.waitFor(receiver.deferred)
 
@@ -223,7 +278,26 @@ class _SOCKSEndpoint:
             )
         except BaseException:
             attempt.failed(Failure())
-        return attempt.deferred
+        return attempt
+
+
+class _SOCKSEndpoint(_SOCKSRequester):
+    """
+    What both CONNECT endpoints share: C{connect}.
+    """
+
+    def connect(self, protocolFactory: IProtocolFactory) -> Deferred[IProtocol]:
+        """
+        Connect to the proxy, ask it for the target, and connect a protocol
+        built by C{protocolFactory} once the proxy reports success.
+
+        @return: A L{Deferred} that fires with that protocol, or fails with a
+            L{socks_twisted.errors.SOCKSError}, the error of the connection to
+            the proxy, L{twisted.internet.error.TimeoutError} (handshake
+            timeout), L{twisted.internet.error.DNSLookupError} (local
+            resolution) or L{twisted.internet.error.ConnectingCancelledError}.
+        """
+        return self._start(protocolFactory).deferred
 
 
 @implementer(IStreamClientEndpoint)
@@ -282,30 +356,7 @@ class SOCKS5ClientEndpoint(_SOCKSEndpoint):
             handshakeTimeout=handshakeTimeout,
             reactor=reactor,
         )
-        self._credentials: UsernamePasswordRequest | None = None
-        if credentials is not None:
-            username, password = credentials
-            self._credentials = UsernamePasswordRequest(
-                _toBytes(username), _toBytes(password)
-            )
-            self._credentials.toBytes()  # raises ValueError if too long
-        if methods is None:
-            methods = (AuthMethod.NO_AUTHENTICATION,)
-            if credentials is not None:
-                methods += (AuthMethod.USERNAME_PASSWORD,)
-        self._methods = tuple(methods)
-        if not self._methods:
-            raise ValueError("offer at least one method")
-        if len(set(self._methods)) != len(self._methods):
-            raise ValueError(f"methods offered twice: {self._methods}")
-        unsupported = set(self._methods) - set(_SUPPORTED_METHODS)
-        if unsupported:
-            raise ValueError(f"methods not implemented: {sorted(unsupported)}")
-        hasUserPass = AuthMethod.USERNAME_PASSWORD in self._methods
-        if hasUserPass and self._credentials is None:
-            raise ValueError("username/password offered without credentials")
-        if self._credentials is not None and not hasUserPass:
-            raise ValueError("credentials given but username/password not offered")
+        self._methods, self._credentials = socks5Authentication(methods, credentials)
         # Fail now, not after connecting, if the request cannot be encoded.
         self._negotiation(self._host).request.toBytes()
 

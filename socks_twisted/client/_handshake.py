@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum, auto
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred
 from twisted.internet.error import (
@@ -62,7 +62,7 @@ from ..errors import (
     errorForSOCKS4Reply,
     errorForSOCKS5Reply,
 )
-from ._tunnel import SOCKSTunnelTransport, addressFor
+from ._tunnel import SOCKSTunnelTransport, TunnelAddress, addressFor
 
 _METHOD_NAMES: dict[int, str] = {
     AuthMethod.NO_AUTHENTICATION: "no authentication",
@@ -277,6 +277,15 @@ class SOCKSClientProtocol(Protocol):
                 makeError(SOCKSProtocolError, "unexpected intermediate reply"), True
             )
 
+    def boundAddress(self, reply: SOCKS5Reply | SOCKS4Reply) -> TunnelAddress:
+        """
+        What the tunnel reports as L{SOCKSTunnelTransport.proxyBoundAddress}
+        once C{reply}, the final reply, succeeded: its BND address.  (A BIND
+        client overrides this to report the address of the first reply, where
+        the proxy listened.)
+        """
+        return addressFor(reply.host, reply.port)
+
     def _established(self, reply: SOCKS5Reply | SOCKS4Reply) -> None:
         self._finished = True
         trailing = self._connection.takeTrailingData()
@@ -289,7 +298,7 @@ class SOCKSClientProtocol(Protocol):
         tunnel = SOCKSTunnelTransport(
             self.transport,
             self._attempt.target,
-            addressFor(reply.host, reply.port),
+            self.boundAddress(reply),
             self._deliverPending,
         )
         self._app = app
@@ -434,7 +443,7 @@ class _HandshakeFactory(Factory):
         """
         if self._attempt.finished:
             return None
-        return SOCKSClientProtocol(self._attempt, self._negotiation)
+        return self._attempt.handshakeProtocol(self._negotiation)
 
 
 class ConnectAttempt:
@@ -503,6 +512,13 @@ class ConnectAttempt:
         self._step = step
         step.addErrback(self._proxyConnectFailed)
 
+    def handshakeProtocol(self, negotiation: Negotiation) -> SOCKSClientProtocol:
+        """
+        Build the protocol that speaks the handshake on the connection to the
+        proxy.  (A BIND attempt builds one that reports the first reply.)
+        """
+        return SOCKSClientProtocol(self, negotiation)
+
     def _proxyConnectFailed(self, reason: Failure) -> None:
         if self._stage is _Stage.CONNECTING:
             self.failed(reason)
@@ -517,11 +533,29 @@ class ConnectAttempt:
             return False
         self._stage = _Stage.NEGOTIATING
         self._protocol = protocol
-        if self._handshakeTimeout is not None:
-            self._timeoutCall = self._reactor.callLater(
-                self._handshakeTimeout, self._timedOut
-            )
+        self.startTimer(
+            self._handshakeTimeout,
+            f"the SOCKS handshake for {self.target} did not "
+            f"finish within {self._handshakeTimeout} seconds",
+        )
         return True
+
+    def startTimer(self, seconds: float | None, message: str) -> None:
+        """
+        Replace the running timer, if any, by one that ends the attempt with
+        L{twisted.internet.error.TimeoutError}(C{message}) after C{seconds};
+        C{None} for no timer.
+        """
+        self._stopTimer()
+        if seconds is not None:
+            self._timeoutCall = self._reactor.callLater(
+                seconds, self._timedOut, message
+            )
+
+    def _stopTimer(self) -> None:
+        if self._timeoutCall is not None and self._timeoutCall.active():
+            self._timeoutCall.cancel()
+        self._timeoutCall = None
 
     def buildApplication(self) -> IProtocol | None:
         """
@@ -551,14 +585,19 @@ class ConnectAttempt:
         if self._stage is _Stage.DONE:
             return
         self._finish()
+        self.report(reason)
+
+    def report(self, reason: Failure) -> None:
+        """
+        Fail the caller's L{Deferred} with C{reason}.  (A BIND attempt fails
+        the one the caller holds at that stage.)
+        """
         self.deferred.errback(reason)
 
     def _finish(self) -> None:
         self._stage = _Stage.DONE
         self._step = None
-        if self._timeoutCall is not None and self._timeoutCall.active():
-            self._timeoutCall.cancel()
-        self._timeoutCall = None
+        self._stopTimer()
 
     def _stopProgress(self) -> None:
         """
@@ -571,21 +610,13 @@ class ConnectAttempt:
         elif step is not None:
             step.cancel()
 
-    def _cancel(self, deferred: Deferred[IProtocol]) -> None:
+    def _cancel(self, deferred: Deferred[Any]) -> None:
         self._stopProgress()
         deferred.errback(Failure(ConnectingCancelledError(self.target)))
 
-    def _timedOut(self) -> None:
+    def _timedOut(self, message: str) -> None:
         self._timeoutCall = None
         if self._stage is _Stage.DONE:
             return
         self._stopProgress()
-        self.deferred.errback(
-            Failure(
-                makeError(
-                    TimeoutError,
-                    f"the SOCKS handshake for {self.target} did not "
-                    f"finish within {self._handshakeTimeout} seconds",
-                )
-            )
-        )
+        self.report(Failure(makeError(TimeoutError, message)))

@@ -1,0 +1,573 @@
+"""
+UDP through a SOCKS5 proxy (RFC 1928 section 7): a UDP ASSOCIATE on a TCP
+control connection, a local UDP socket that talks to the proxy's relay, and
+a transport for a L{DatagramProtocol} that adds and removes the SOCKS5 UDP
+request header.
+
+The control connection is made by the CONNECT machinery of
+L{socks_twisted.client._handshake} (negotiation, authentication,
+cancellation, handshake timeout, error mapping): its "application" is a
+small protocol that opens the UDP socket when the proxy replies and ends the
+association when the connection is lost.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import Counter
+from collections.abc import Sequence
+from typing import cast
+
+from twisted.internet.address import HostnameAddress, IPv4Address, IPv6Address
+from twisted.internet.defer import Deferred, fail, maybeDeferred
+from twisted.internet.error import InvalidAddressError
+from twisted.internet.interfaces import (
+    IAddress,
+    IListeningPort,
+    IProtocol,
+    IReactorTime,
+    IReactorUDP,
+    IStreamClientEndpoint,
+    IUDPTransport,
+)
+from twisted.internet.protocol import (
+    DatagramProtocol,
+    Factory,
+    Protocol,
+    connectionDone,
+)
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from .._wire import (
+    Command,
+    ProtocolError,
+    SOCKS5Request,
+    encodeSOCKS5Address,
+    readUDPDatagram,
+)
+from ..errors import SOCKSError, SOCKSProtocolError
+from ._endpoints import (
+    DEFAULT_HANDSHAKE_TIMEOUT,
+    _SOCKSRequester,
+    socks5Authentication,
+)
+from ._handshake import Negotiation, makeError
+from ._tunnel import SOCKSTunnelTransport
+
+#: The largest datagram the local UDP socket reads: a whole IPv4 or IPv6
+#: UDP payload, so that no reply from the relay is cut short.
+MAX_DATAGRAM = 65535
+
+#: How many encoded headers (one per destination) are kept for reuse.
+_HEADER_CACHE = 1024
+
+
+def _normalized(host: str) -> str:
+    return str(ipaddress.ip_address(host.split("%", 1)[0]))
+
+
+def relayAddress(bound: IAddress, proxyAddress: IAddress) -> tuple[str, int]:
+    """
+    Where to send datagrams, from the BND address of a UDP ASSOCIATE reply.
+
+    An unspecified BND.ADDR (C{0.0.0.0} or C{::}) means the proxy's own
+    address (the common convention), with BND.PORT.
+
+    @param bound: The BND address of the reply.
+    @param proxyAddress: The proxy's address, as the control connection
+        reports it.
+    @raise SOCKSError: The relay is named by a name, or the proxy's address
+        is needed and is not an IP address (a proxy reached through a UNIX
+        socket or by name through another proxy).
+    @raise SOCKSProtocolError: BND.PORT is 0.
+    """
+    if isinstance(bound, HostnameAddress):
+        raise makeError(
+            SOCKSError,
+            "the proxy named its UDP relay by a name "
+            f"({bound.hostname.decode('ascii', 'replace')}); only IP addresses "
+            "are supported",
+        )
+    assert isinstance(bound, IPv4Address | IPv6Address)
+    if bound.port == 0:
+        raise makeError(SOCKSProtocolError, "the proxy's UDP relay port is 0")
+    host = _normalized(bound.host)
+    if ipaddress.ip_address(host).is_unspecified:
+        if not isinstance(proxyAddress, IPv4Address | IPv6Address):
+            raise makeError(
+                SOCKSError,
+                f"the proxy answered relay address {host} and its own address "
+                f"({proxyAddress}) is not an IP address to send datagrams to",
+            )
+        host = _normalized(proxyAddress.host)
+    return host, bound.port
+
+
+class _RelayReceiver(DatagramProtocol):
+    """
+    The protocol of the local UDP socket: hands every datagram to its
+    association.
+    """
+
+    noisy = False
+
+    def __init__(self, association: SOCKS5UDPAssociation) -> None:
+        self._association = association
+
+    def datagramReceived(self, datagram: bytes, addr: tuple[str, int]) -> None:
+        """
+        See L{SOCKS5UDPAssociation}.
+        """
+        self._association._datagramFromRelay(datagram, addr)
+
+
+@implementer(IUDPTransport)
+class SOCKS5UDPAssociation:
+    """
+    A UDP association through a SOCKS5 proxy, as the transport of a
+    L{DatagramProtocol}.
+
+    L{write} adds the SOCKS5 UDP header naming the destination (an IP
+    address or a name, which the proxy resolves) and sends the datagram to
+    the relay.  Datagrams from the relay have their header removed, and the
+    protocol's C{datagramReceived} is given the payload and the C{(host,
+    port)} the header names: the remote that really sent it.  Datagrams
+    from any other source, with FRAG other than 0 (fragments: nobody
+    implements them) or with a malformed header are dropped and counted in
+    L{drops}.
+
+    The association lives as long as its TCP control connection.
+    L{stopListening} closes both; if the control connection is lost first,
+    the UDP socket is closed, the protocol is stopped (C{stopProtocol}) and
+    L{whenEnded} reports the reason.
+
+    @ivar relayAddress: Where datagrams go: an L{IPv4Address} or
+        L{IPv6Address} of type C{"UDP"}.
+    @ivar proxyBoundAddress: BND.ADDR and BND.PORT of the proxy's reply, as
+        sent (see L{SOCKSTunnelTransport.proxyBoundAddress}).
+    @ivar proxyAddress: The proxy's address, as the control connection
+        reports it.
+    @ivar controlTransport: The transport of the control connection.
+    @ivar drops: Datagrams received and dropped, by reason: C{"not from the
+        relay"}, C{"malformed header"}, C{"fragmented"}, C{"not from the
+        connected address"}.
+    @ivar datagramsSent: Datagrams sent to the relay.
+    @ivar datagramsReceived: Datagrams from the relay given to the protocol.
+    """
+
+    def __init__(
+        self,
+        protocol: DatagramProtocol,
+        relay: tuple[str, int],
+        control: SOCKSTunnelTransport,
+    ) -> None:
+        self._protocol = protocol
+        self._relay = relay
+        self.relayAddress: IPv4Address | IPv6Address = (
+            IPv6Address("UDP", *relay)
+            if ":" in relay[0]
+            else IPv4Address("UDP", *relay)
+        )
+        self.controlTransport = control
+        self.proxyBoundAddress = control.proxyBoundAddress
+        self.proxyAddress = control.proxyAddress
+        self.drops: Counter[str] = Counter()
+        self.datagramsSent = 0
+        self.datagramsReceived = 0
+        self._port: IListeningPort | None = None
+        self._headers: dict[tuple[str, int], bytes] = {}
+        self._connectedTo: tuple[str, int] | None = None
+        self._broadcast = False
+        self._started = False
+        self._ended = False
+        self._endReason: Failure | None = None
+        self._portClosed = False
+        self._controlClosed = False
+        self._endWaiters: list[Deferred[None]] = []
+        self._closeWaiters: list[Deferred[None]] = []
+
+    def __repr__(self) -> str:
+        return (
+            f"<SOCKS5UDPAssociation relay {self.relayAddress} via {self.proxyAddress}>"
+        )
+
+    def _newReceiver(self) -> DatagramProtocol:
+        """
+        A protocol for the local UDP socket, that feeds this association.
+        """
+        return _RelayReceiver(self)
+
+    def _listening(self, port: IListeningPort) -> None:
+        """
+        The local UDP socket is open: connect the application's protocol.
+        """
+        self._port = port
+        try:
+            self._protocol.makeConnection(self)
+        except BaseException:
+            # startProtocol raised: the protocol never started, so it is not
+            # stopped either; the attempt fails with this exception.
+            self._protocol.transport = None
+            self._end(None)
+            raise
+        self._started = True
+
+    # IUDPTransport
+
+    def write(self, packet: bytes, addr: tuple[str, int] | None = None) -> None:
+        """
+        Send C{packet} through the relay to C{addr}.
+
+        @param addr: C{(host, port)}: C{host} is an IPv4 or IPv6 literal, or a
+            name that the proxy resolves (sent as ATYP 3, IDNA-encoded when
+            not ASCII).  Optional after L{connect}, and then it must be the
+            connected address.
+        @raise ValueError: C{addr} is missing, differs from the connected
+            address, or cannot be encoded (a name longer than 255 bytes, a
+            port out of range).
+        @raise twisted.internet.error.MessageLengthError: The datagram, header
+            included, is too long for the local socket.
+        """
+        if addr is None:
+            if self._connectedTo is None:
+                raise ValueError("write needs an address unless connected")
+            addr = self._connectedTo
+        elif self._connectedTo is not None:
+            try:
+                same = (_normalized(addr[0]), addr[1]) == self._connectedTo
+            except ValueError:
+                same = False
+            if not same:
+                raise ValueError(
+                    f"connected to {self._connectedTo}; cannot write to {addr}"
+                )
+        if self._ended or self._port is None:
+            return
+        host, port = addr[0], addr[1]
+        header = self._headers.get((host, port))
+        if header is None:
+            header = b"\x00\x00\x00" + encodeSOCKS5Address(host, port)
+            if len(self._headers) >= _HEADER_CACHE:
+                self._headers.clear()
+            self._headers[(host, port)] = header
+        self._port.write(header + packet, self._relay)  # type: ignore[attr-defined]
+        self.datagramsSent += 1
+
+    def connect(self, host: str, port: int) -> None:
+        """
+        Send to C{(host, port)} only, and only pass on datagrams from it.
+
+        @param host: An IP address, not a name: the relay reports the
+            address a datagram came from, so a name could never match.
+        @raise twisted.internet.error.InvalidAddressError: C{host} is not an
+            IP address.
+        @raise RuntimeError: Already connected.
+        """
+        if self._connectedTo is not None:
+            raise RuntimeError(
+                "already connected, reconnecting is not currently supported"
+            )
+        try:
+            normalized = _normalized(host)
+        except ValueError:
+            raise InvalidAddressError(host, "not an IPv4 or IPv6 address.") from None
+        self._connectedTo = (normalized, port)
+
+    def getHost(self) -> IPv4Address | IPv6Address:
+        """
+        The address of the local UDP socket.
+        """
+        assert self._port is not None
+        host: IPv4Address | IPv6Address = self._port.getHost()  # type: ignore[assignment]
+        return host
+
+    def stopListening(self) -> Deferred[None]:
+        """
+        End the association: close the control connection (which tells the
+        proxy to end it) and the UDP socket, and stop the protocol.
+
+        @return: A L{Deferred} that fires once both are closed.
+        """
+        if not self._ended:
+            self._end(None)
+            self.controlTransport.loseConnection()
+        waiter: Deferred[None] = Deferred()
+        self._closeWaiters.append(waiter)
+        self._checkClosed()
+        return waiter
+
+    def setBroadcastAllowed(self, enabled: bool) -> None:
+        """
+        Record the setting.  It changes nothing: every datagram goes to the
+        relay, which decides whether it may broadcast.
+        """
+        self._broadcast = bool(enabled)
+
+    def getBroadcastAllowed(self) -> bool:
+        """
+        The setting recorded by L{setBroadcastAllowed}.
+        """
+        return self._broadcast
+
+    # The end
+
+    def whenEnded(self) -> Deferred[None]:
+        """
+        Learn when the association ends, and why.
+
+        @return: A new L{Deferred} that fires with C{None} once the
+            association ended by L{stopListening}, or fails with the reason
+            the control connection was lost when the proxy closed it first
+            (L{twisted.internet.error.ConnectionDone} for a clean close) or
+            it broke.  Either way it fires after the UDP socket is closed.
+        """
+        waiter: Deferred[None] = Deferred()
+        if self._ended and self._portClosed:
+            self._fireEnded(waiter)
+        else:
+            self._endWaiters.append(waiter)
+        return waiter
+
+    def _fireEnded(self, waiter: Deferred[None]) -> None:
+        if self._endReason is None:
+            waiter.callback(None)
+        else:
+            waiter.errback(self._endReason)
+
+    def _end(self, reason: Failure | None) -> None:
+        """
+        Close the UDP socket and stop the protocol; C{reason} is C{None} when
+        we end it, else why the control connection was lost.
+        """
+        if self._ended:
+            return
+        self._ended = True
+        self._endReason = reason
+        port, self._port = self._port, None
+        if port is None:
+            self._portStopped(None)
+        else:
+            maybeDeferred(port.stopListening).addBoth(self._portStopped)
+        if self._started:
+            self._started = False
+            self._protocol.doStop()
+
+    def _portStopped(self, result: object) -> None:
+        self._portClosed = True
+        waiters, self._endWaiters = self._endWaiters, []
+        for waiter in waiters:
+            self._fireEnded(waiter)
+        self._checkClosed()
+
+    def _controlLost(self, reason: Failure) -> None:
+        self._controlClosed = True
+        self._end(reason)
+        self._checkClosed()
+
+    def _checkClosed(self) -> None:
+        if self._portClosed and self._controlClosed:
+            waiters, self._closeWaiters = self._closeWaiters, []
+            for waiter in waiters:
+                waiter.callback(None)
+
+    # Datagrams from the relay
+
+    def _datagramFromRelay(self, datagram: bytes, addr: tuple[str, int]) -> None:
+        if self._ended:
+            return
+        if (addr[0], addr[1]) != self._relay:
+            try:
+                fromRelay = (_normalized(addr[0]), addr[1]) == self._relay
+            except ValueError:
+                fromRelay = False
+            if not fromRelay:
+                self.drops["not from the relay"] += 1
+                return
+        try:
+            message = readUDPDatagram(datagram)
+        except ProtocolError:
+            self.drops["malformed header"] += 1
+            return
+        if message.fragment != 0:
+            self.drops["fragmented"] += 1
+            return
+        remote = (message.host, message.port)
+        if self._connectedTo is not None:
+            try:
+                matches = (_normalized(message.host), message.port) == self._connectedTo
+            except ValueError:
+                matches = False
+            if not matches:
+                self.drops["not from the connected address"] += 1
+                return
+        self.datagramsReceived += 1
+        self._protocol.datagramReceived(message.data, remote)
+
+
+class _ControlProtocol(Protocol):
+    """
+    The application protocol of the control connection: opens the local UDP
+    socket and connects the caller's protocol once the proxy replied, and
+    ends the association when the connection is lost.
+    """
+
+    def __init__(
+        self,
+        reactor: IReactorUDP,
+        protocol: DatagramProtocol,
+        interface: str | None,
+    ) -> None:
+        self._reactor = reactor
+        self._protocol = protocol
+        self._interface = interface
+        self.association: SOCKS5UDPAssociation | None = None
+
+    def connectionMade(self) -> None:
+        """
+        The proxy granted the association: open the UDP socket, on the
+        relay's address family, and start the caller's protocol.  An
+        exception here fails the C{associate} attempt (and aborts the
+        control connection).
+        """
+        control = self.transport
+        assert isinstance(control, SOCKSTunnelTransport)
+        relay = relayAddress(control.proxyBoundAddress, control.proxyAddress)
+        ipv6 = ":" in relay[0]
+        interface = self._interface
+        if interface is None:
+            local = control.getHost()
+            if (
+                isinstance(local, IPv4Address | IPv6Address)
+                and (":" in local.host) == ipv6
+            ):
+                interface = _normalized(local.host)
+            else:
+                interface = "::" if ipv6 else ""
+        association = SOCKS5UDPAssociation(self._protocol, relay, control)
+        port = self._reactor.listenUDP(
+            0, association._newReceiver(), interface, MAX_DATAGRAM
+        )
+        self.association = association
+        association._listening(port)
+
+    def dataReceived(self, data: bytes) -> None:
+        """
+        The proxy has nothing to say on the control connection after its
+        reply; ignore whatever it sends.
+        """
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        """
+        End the association.
+        """
+        if self.association is not None:
+            self.association._controlLost(reason)
+
+
+class _ControlFactory(Factory):
+    noisy = False
+
+    def __init__(
+        self,
+        reactor: IReactorUDP,
+        protocol: DatagramProtocol,
+        interface: str | None,
+    ) -> None:
+        self._reactor = reactor
+        self._protocol = protocol
+        self._interface = interface
+
+    def buildProtocol(self, addr: IAddress | None) -> _ControlProtocol:
+        return _ControlProtocol(self._reactor, self._protocol, self._interface)
+
+
+class SOCKS5UDPClient(_SOCKSRequester):
+    """
+    Open UDP associations through a SOCKS5 proxy (RFC 1928), with no
+    authentication or with a username and password (RFC 1929).
+
+    The request names DST.ADDR C{0.0.0.0} and DST.PORT 0: the client's
+    address and port are not known before the reply (the local socket is
+    opened on the family of the relay's address), and the proxy then
+    accepts datagrams from the control connection's IP address.
+    """
+
+    _lowestPort = 0
+
+    def __init__(
+        self,
+        proxyEndpoint: IStreamClientEndpoint,
+        *,
+        methods: Sequence[int] | None = None,
+        credentials: tuple[str | bytes, str | bytes] | None = None,
+        handshakeTimeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
+        interface: str | None = None,
+        reactor: IReactorTime | None = None,
+    ) -> None:
+        """
+        @param proxyEndpoint: The endpoint that connects to the proxy (the
+            control connection).
+        @param methods: As for L{socks_twisted.client.SOCKS5ClientEndpoint}.
+        @param credentials: As for L{socks_twisted.client.SOCKS5ClientEndpoint}.
+        @param handshakeTimeout: Seconds from the connection to the proxy to
+            its reply; C{None} waits forever.
+        @param interface: The local address to open the UDP socket on.  By
+            default the local address of the control connection when it is
+            of the relay's family (so that datagrams leave from the IP address
+            the proxy expects), else every interface of that family.
+        @param reactor: Provides C{listenUDP} and the clock; the global reactor
+            if C{None}.
+
+        @raise ValueError: The credentials cannot be sent, the methods are not
+            ones this client implements, or the reactor cannot listen on UDP.
+        """
+        super().__init__(
+            "0.0.0.0",
+            0,
+            proxyEndpoint,
+            resolveLocally=False,
+            handshakeTimeout=handshakeTimeout,
+            reactor=reactor,
+        )
+        if reactor is not None and not IReactorUDP.providedBy(reactor):
+            raise ValueError("the reactor must provide IReactorUDP")
+        self._methods, self._credentials = socks5Authentication(methods, credentials)
+        self._interface = interface
+
+    def __repr__(self) -> str:
+        return f"<SOCKS5UDPClient via {self._proxyEndpoint!r}>"
+
+    def _negotiation(self, host: str) -> Negotiation:
+        return Negotiation(
+            SOCKS5Request(Command.UDP_ASSOCIATE, "0.0.0.0", 0),
+            self._methods,
+            self._credentials,
+        )
+
+    def associate(self, protocol: DatagramProtocol) -> Deferred[SOCKS5UDPAssociation]:
+        """
+        Open an association and connect C{protocol} to it.
+
+        @param protocol: A protocol not connected to any transport.  Its
+            C{startProtocol} runs before the returned L{Deferred} fires, its
+            C{stopProtocol} when the association ends.
+        @return: A L{Deferred} that fires with the L{SOCKS5UDPAssociation}
+            (also C{protocol.transport}), or fails as the CONNECT endpoints'
+            C{connect} does, or with the L{twisted.internet.error.CannotListenError}
+            of the local socket, or with what C{startProtocol} raised.
+            Cancelling it before it fires fails it with
+            L{twisted.internet.error.ConnectingCancelledError} and aborts the
+            connection to the proxy.
+        """
+        if protocol.transport is not None:
+            return fail(ValueError(f"{protocol!r} is already connected"))
+        reactor = cast(IReactorUDP, self._getReactor())
+        attempt = self._start(_ControlFactory(reactor, protocol, self._interface))
+
+        def associated(control: IProtocol) -> SOCKS5UDPAssociation:
+            assert isinstance(control, _ControlProtocol)
+            assert control.association is not None
+            return control.association
+
+        return attempt.deferred.addCallback(associated)
