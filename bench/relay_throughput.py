@@ -33,10 +33,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import re
 import shutil
-import signal
 import socket
 import statistics
 import struct
@@ -49,16 +47,15 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-REPOSITORY = Path(__file__).resolve().parent.parent
-LOOPBACK = "127.0.0.1"
+if TYPE_CHECKING:  # mypy checks this file as the module bench.relay_throughput
+    from bench import _servers
+else:  # run as bench/relay_throughput.py, with bench/ on sys.path
+    import _servers
+
+LOOPBACK = _servers.LOOPBACK
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-#: The log line Twisted's TCP port writes once it listens.
-STARTING_ON = re.compile(r" starting on (\d+)\b")
-
-#: Program text that runs twistd with this interpreter.
-TWISTD_MAIN = "from twisted.scripts.twistd import run; run()"
 
 PEERS = ("socks-twisted", "microsocks", "dante")
 
@@ -384,26 +381,6 @@ class Proxy:
         return treeCPU(self.process.pid)
 
 
-def _waitFor(
-    process: subprocess.Popen[bytes],
-    logPath: Path,
-    ready: Callable[[], int | None],
-    timeout: float = 20.0,
-) -> int:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        port = ready()
-        if port is not None:
-            return port
-        if process.poll() is not None:
-            break
-        time.sleep(0.05)
-    log = logPath.read_text(errors="replace")[-2000:]
-    raise RuntimeError(
-        f"the proxy did not start (exit status {process.poll()}):\n{log}"
-    )
-
-
 def _accepts(port: int) -> int | None:
     try:
         with socket.create_connection((LOOPBACK, port), timeout=1):
@@ -448,18 +425,12 @@ def startProxy(name: str, directory: Path) -> Iterator[Proxy]:
     Start the proxy called C{name} on loopback, and stop it afterwards.
     """
     logPath = directory / f"{name}.log"
-    env = dict(os.environ)
+    env: dict[str, str] | None = None
     cwd: Path | None = None
     port: int | None = None
     if name == "socks-twisted":
-        argv = [sys.executable, "-c", TWISTD_MAIN, "-n", "--pidfile="]
-        argv += ["socks", "--port", f"tcp:0:interface={LOOPBACK}"]
-        # From the repository root, so that this checkout's plugin (in
-        # twisted/plugins/) is the "socks" that twistd runs.
-        cwd = REPOSITORY
-        env["PYTHONPATH"] = os.pathsep.join(
-            [str(REPOSITORY), *filter(None, [env.get("PYTHONPATH")])]
-        )
+        argv, env = _servers.ourServerCommand()
+        cwd = _servers.REPOSITORY
     elif name == "microsocks":
         program = findProgram("microsocks")
         assert program is not None
@@ -476,30 +447,14 @@ def startProxy(name: str, directory: Path) -> Iterator[Proxy]:
     else:
         raise ValueError(name)
 
-    with open(logPath, "wb") as log:
-        process = subprocess.Popen(
-            argv, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-    try:
+    def ready() -> int | None:
         if port is None:
+            return _servers.startedPort(logPath)
+        return _accepts(port)
 
-            def started() -> int | None:
-                found = STARTING_ON.search(logPath.read_text(errors="replace"))
-                return int(found.group(1)) if found else None
-
-            port = _waitFor(process, logPath, started)
-        else:
-            fixed = port
-            port = _waitFor(process, logPath, lambda: _accepts(fixed))
-        yield Proxy(name, process, port, logPath)
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    server = _servers.serving(argv, logPath, ready, "the proxy", cwd=cwd, env=env)
+    with server as (process, listening):
+        yield Proxy(name, process, listening, logPath)
 
 
 # The run.
@@ -577,19 +532,6 @@ def parseArguments(argv: Sequence[str]) -> argparse.Namespace:
     return arguments
 
 
-def _versions() -> str:
-    try:
-        import twisted
-
-        twistedVersion = twisted.__version__
-    except ImportError:
-        twistedVersion = "not importable"
-    return (
-        f"Python {platform.python_version()}, Twisted {twistedVersion}, "
-        f"{platform.system()} {platform.release()}, {os.cpu_count()} CPUs"
-    )
-
-
 def main(argv: Sequence[str]) -> int:
     arguments = parseArguments(argv)
     size, bufferSize, timeout = arguments.size, arguments.buffer, arguments.timeout
@@ -607,7 +549,7 @@ def main(argv: Sequence[str]) -> int:
         f"{LOOPBACK}, {formatSize(bufferSize)} per send/recv, "
         f"{arguments.rounds} round(s), timeout {timeout:g} s per transfer"
     )
-    print(_versions())
+    print(_servers.versions())
     for note in notes:
         print(note)
     sys.stdout.flush()

@@ -40,10 +40,6 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import os
-import platform
-import re
-import signal
 import socket
 import statistics
 import struct
@@ -55,15 +51,14 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-REPOSITORY = Path(__file__).resolve().parent.parent
-LOOPBACK = "127.0.0.1"
+if TYPE_CHECKING:  # mypy checks this file as the module bench.udp_throughput
+    from bench import _servers
+else:  # run as bench/udp_throughput.py, with bench/ on sys.path
+    import _servers
 
-#: The log line Twisted's TCP port writes once it listens.
-STARTING_ON = re.compile(r" starting on (\d+)\b")
-
-#: Program text that runs twistd with this interpreter.
-TWISTD_MAIN = "from twisted.scripts.twistd import run; run()"
+LOOPBACK = _servers.LOOPBACK
 
 #: Program text of the echo server: prints its port, then echoes until
 #: SIGTERM.
@@ -127,20 +122,6 @@ class Route:
 # Processes
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """
-    End a child we started: SIGTERM, a bounded wait, then SIGKILL.
-    """
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 @contextmanager
 def echoServer() -> Iterator[int]:
     """
@@ -158,7 +139,7 @@ def echoServer() -> Iterator[int]:
             raise MeasurementError(f"the echo server did not start: {line!r}")
         yield int(line)
     finally:
-        _stop(process)
+        _servers.stopProcess(process)
 
 
 @contextmanager
@@ -167,36 +148,19 @@ def ourServer(directory: Path, timeout: float = 20.0) -> Iterator[int]:
     Run our server with twistd from the repository root; yield its port.
     """
     logPath = directory / "socks-twisted.log"
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(REPOSITORY), *filter(None, [env.get("PYTHONPATH")])]
-    )
-    argv = [sys.executable, "-c", TWISTD_MAIN, "-n", "--pidfile="]
-    argv += ["socks", "--port", f"tcp:0:interface={LOOPBACK}"]
-    with open(logPath, "wb") as log:
-        process = subprocess.Popen(
-            argv,
-            cwd=REPOSITORY,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            found = STARTING_ON.search(logPath.read_text(errors="replace"))
-            if found:
-                break
-            if process.poll() is not None or time.monotonic() > deadline:
-                tail = logPath.read_text(errors="replace")[-2000:]
-                raise MeasurementError(
-                    f"our server did not start (exit status {process.poll()}):\n{tail}"
-                )
-            time.sleep(0.05)
-        yield int(found.group(1))
-    finally:
-        _stop(process)
+    argv, env = _servers.ourServerCommand()
+    with _servers.serving(
+        argv,
+        logPath,
+        lambda: _servers.startedPort(logPath),
+        "our server",
+        MeasurementError,
+        cwd=_servers.REPOSITORY,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        timeout=timeout,
+    ) as (_, port):
+        yield port
 
 
 # SOCKS5 UDP ASSOCIATE by hand
@@ -405,19 +369,6 @@ def parseArguments(argv: Sequence[str]) -> argparse.Namespace:
     return arguments
 
 
-def _versions() -> str:
-    try:
-        import twisted
-
-        twistedVersion = twisted.__version__
-    except ImportError:
-        twistedVersion = "not importable"
-    return (
-        f"Python {platform.python_version()}, Twisted {twistedVersion}, "
-        f"{platform.system()} {platform.release()}, {os.cpu_count()} CPUs"
-    )
-
-
 def main(argv: Sequence[str]) -> int:
     """
     Measure both routes, print the table and the ratio.
@@ -430,7 +381,7 @@ def main(argv: Sequence[str]) -> int:
         f"at most {count} datagrams or {seconds:g} s per measurement, "
         f"{arguments.rounds} round(s)"
     )
-    print(_versions())
+    print(_servers.versions())
     sys.stdout.flush()
     routes = {name: Route(name) for name in ("direct", "socks-twisted")}
     with tempfile.TemporaryDirectory(prefix="udp-bench-") as temporary:

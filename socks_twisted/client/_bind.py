@@ -27,19 +27,16 @@ from twisted.internet.interfaces import (
 from twisted.python.failure import Failure
 
 from .._wire import (
-    AddressType,
     Command,
     HandshakeState,
     SOCKS4Reply,
-    SOCKS4Request,
     SOCKS5Reply,
-    SOCKS5Request,
 )
 from ._endpoints import (
     DEFAULT_HANDSHAKE_TIMEOUT,
+    _SOCKS4Requester,
+    _SOCKS5Requester,
     _SOCKSRequester,
-    _toBytes,
-    socks5Authentication,
 )
 from ._handshake import ConnectAttempt, Negotiation, SOCKSClientProtocol
 from ._tunnel import TunnelAddress, addressFor
@@ -228,6 +225,7 @@ class _BindClient(_SOCKSRequester):
     What both BIND clients share.
     """
 
+    _command = Command.BIND
     _lowestPort = 0
 
     def __init__(
@@ -287,7 +285,7 @@ class _BindClient(_SOCKSRequester):
         return attempt.ready
 
 
-class SOCKS5BindClient(_BindClient):
+class SOCKS5BindClient(_SOCKS5Requester, _BindClient):
     """
     BIND through a SOCKS5 proxy (RFC 1928), with no authentication or with a
     username and password (RFC 1929).
@@ -342,18 +340,10 @@ class SOCKS5BindClient(_BindClient):
             acceptTimeout=acceptTimeout,
             reactor=reactor,
         )
-        self._methods, self._credentials = socks5Authentication(methods, credentials)
-        self._negotiation(self._host).request.toBytes()
-
-    def _negotiation(self, host: str) -> Negotiation:
-        return Negotiation(
-            SOCKS5Request(Command.BIND, host, self._port),
-            self._methods,
-            self._credentials,
-        )
+        self._authenticate(methods, credentials)
 
 
-class SOCKS4BindClient(_BindClient):
+class SOCKS4BindClient(_SOCKS4Requester, _BindClient):
     """
     BIND through a SOCKS4 proxy: SOCKS4 for an IPv4 literal (C{0.0.0.0} for
     any peer), SOCKS4a for a name (the proxy resolves it), or SOCKS4 with a
@@ -362,8 +352,6 @@ class SOCKS4BindClient(_BindClient):
     The SOCKS4 text asks for DSTIP and DSTPORT of the peer (the "application
     server") and lets the proxy check them; SOCKS4 cannot carry IPv6.
     """
-
-    _addressTypes = (IPv4Address,)
 
     def __init__(
         self,
@@ -400,10 +388,4 @@ class SOCKS4BindClient(_BindClient):
             acceptTimeout=acceptTimeout,
             reactor=reactor,
         )
-        if self._addressType is AddressType.IPV6:
-            raise ValueError("SOCKS4 cannot carry an IPv6 address; use SOCKS5")
-        self._userID = _toBytes(userID)
-        self._negotiation(self._host).request.toBytes()
-
-    def _negotiation(self, host: str) -> Negotiation:
-        return Negotiation(SOCKS4Request(Command.BIND, host, self._port, self._userID))
+        self._identify(userID)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
-from typing import cast
+from typing import ClassVar, cast
 
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred
@@ -175,10 +175,12 @@ class _SOCKSRequester:
     clients): the request's address, local resolution of a name, the
     handshake timeout, and starting a L{ConnectAttempt}.
 
+    @cvar _command: The command the request asks for.
     @cvar _lowestPort: The lowest port the request may name (BIND and UDP
         ASSOCIATE may name port 0).
     """
 
+    _command: ClassVar[Command]
     _addressTypes: Sequence[type[IAddress]] = (IPv4Address, IPv6Address)
     _lowestPort = 1
 
@@ -281,10 +283,66 @@ class _SOCKSRequester:
         return attempt
 
 
+class _SOCKS5Requester(_SOCKSRequester):
+    """
+    What every SOCKS5 client shares: the authentication options, and a
+    SOCKS5 request for the client's C{_command}.
+    """
+
+    def _authenticate(
+        self,
+        methods: Sequence[int] | None,
+        credentials: tuple[str | bytes, str | bytes] | None,
+    ) -> None:
+        """
+        Check and keep the authentication options (see
+        L{socks5Authentication}).
+
+        @raise ValueError: They, or the request, cannot be sent.
+        """
+        self._methods, self._credentials = socks5Authentication(methods, credentials)
+        # Fail now, not after connecting, if the request cannot be encoded.
+        self._negotiation(self._host).request.toBytes()
+
+    def _negotiation(self, host: str) -> Negotiation:
+        return Negotiation(
+            SOCKS5Request(self._command, host, self._port),
+            self._methods,
+            self._credentials,
+        )
+
+
+class _SOCKS4Requester(_SOCKSRequester):
+    """
+    What every SOCKS4 client shares: IPv4 only, a user ID, and a SOCKS4 or
+    SOCKS4a request for the client's C{_command}.
+    """
+
+    _addressTypes = (IPv4Address,)
+
+    def _identify(self, userID: bytes | str) -> None:
+        """
+        Check that the host fits SOCKS4 and keep the user ID.
+
+        @raise ValueError: The host is an IPv6 literal, or the request cannot
+            be sent.
+        """
+        if self._addressType is AddressType.IPV6:
+            raise ValueError("SOCKS4 cannot carry an IPv6 address; use SOCKS5")
+        self._userID = _toBytes(userID)
+        # Fail now, not after connecting, if the request cannot be encoded.
+        self._negotiation(self._host).request.toBytes()
+
+    def _negotiation(self, host: str) -> Negotiation:
+        return Negotiation(SOCKS4Request(self._command, host, self._port, self._userID))
+
+
 class _SOCKSEndpoint(_SOCKSRequester):
     """
     What both CONNECT endpoints share: C{connect}.
     """
+
+    _command = Command.CONNECT
 
     def connect(self, protocolFactory: IProtocolFactory) -> Deferred[IProtocol]:
         """
@@ -301,7 +359,7 @@ class _SOCKSEndpoint(_SOCKSRequester):
 
 
 @implementer(IStreamClientEndpoint)
-class SOCKS5ClientEndpoint(_SOCKSEndpoint):
+class SOCKS5ClientEndpoint(_SOCKS5Requester, _SOCKSEndpoint):
     """
     Reach C{host}:C{port} through a SOCKS5 proxy (RFC 1928), with no
     authentication or with a username and password (RFC 1929).
@@ -356,20 +414,11 @@ class SOCKS5ClientEndpoint(_SOCKSEndpoint):
             handshakeTimeout=handshakeTimeout,
             reactor=reactor,
         )
-        self._methods, self._credentials = socks5Authentication(methods, credentials)
-        # Fail now, not after connecting, if the request cannot be encoded.
-        self._negotiation(self._host).request.toBytes()
-
-    def _negotiation(self, host: str) -> Negotiation:
-        return Negotiation(
-            SOCKS5Request(Command.CONNECT, host, self._port),
-            self._methods,
-            self._credentials,
-        )
+        self._authenticate(methods, credentials)
 
 
 @implementer(IStreamClientEndpoint)
-class SOCKS4ClientEndpoint(_SOCKSEndpoint):
+class SOCKS4ClientEndpoint(_SOCKS4Requester, _SOCKSEndpoint):
     """
     Reach C{host}:C{port} through a SOCKS4 proxy: SOCKS4 for IPv4 literals,
     SOCKS4a for names (the proxy resolves them), or SOCKS4 with a locally
@@ -377,8 +426,6 @@ class SOCKS4ClientEndpoint(_SOCKSEndpoint):
 
     SOCKS4 cannot carry IPv6 addresses.
     """
-
-    _addressTypes = (IPv4Address,)
 
     def __init__(
         self,
@@ -412,12 +459,4 @@ class SOCKS4ClientEndpoint(_SOCKSEndpoint):
             handshakeTimeout=handshakeTimeout,
             reactor=reactor,
         )
-        if self._addressType is AddressType.IPV6:
-            raise ValueError("SOCKS4 cannot carry an IPv6 address; use SOCKS5")
-        self._userID = _toBytes(userID)
-        self._negotiation(self._host).request.toBytes()
-
-    def _negotiation(self, host: str) -> Negotiation:
-        return Negotiation(
-            SOCKS4Request(Command.CONNECT, host, self._port, self._userID)
-        )
+        self._identify(userID)

@@ -42,17 +42,12 @@ from zope.interface import implementer
 from .._wire import (
     Command,
     ProtocolError,
-    SOCKS5Request,
     encodeSOCKS5Address,
     readUDPDatagram,
 )
 from ..errors import SOCKSError, SOCKSProtocolError
-from ._endpoints import (
-    DEFAULT_HANDSHAKE_TIMEOUT,
-    _SOCKSRequester,
-    socks5Authentication,
-)
-from ._handshake import Negotiation, makeError
+from ._endpoints import DEFAULT_HANDSHAKE_TIMEOUT, _SOCKS5Requester
+from ._handshake import makeError
 from ._tunnel import SOCKSTunnelTransport
 
 #: The largest datagram the local UDP socket reads: a whole IPv4 or IPv6
@@ -482,7 +477,7 @@ class _ControlFactory(Factory):
         return _ControlProtocol(self._reactor, self._protocol, self._interface)
 
 
-class SOCKS5UDPClient(_SOCKSRequester):
+class SOCKS5UDPClient(_SOCKS5Requester):
     """
     Open UDP associations through a SOCKS5 proxy (RFC 1928), with no
     authentication or with a username and password (RFC 1929).
@@ -493,6 +488,7 @@ class SOCKS5UDPClient(_SOCKSRequester):
     accepts datagrams from the control connection's IP address.
     """
 
+    _command = Command.UDP_ASSOCIATE
     _lowestPort = 0
 
     def __init__(
@@ -532,18 +528,11 @@ class SOCKS5UDPClient(_SOCKSRequester):
         )
         if reactor is not None and not IReactorUDP.providedBy(reactor):
             raise ValueError("the reactor must provide IReactorUDP")
-        self._methods, self._credentials = socks5Authentication(methods, credentials)
+        self._authenticate(methods, credentials)
         self._interface = interface
 
     def __repr__(self) -> str:
         return f"<SOCKS5UDPClient via {self._proxyEndpoint!r}>"
-
-    def _negotiation(self, host: str) -> Negotiation:
-        return Negotiation(
-            SOCKS5Request(Command.UDP_ASSOCIATE, "0.0.0.0", 0),
-            self._methods,
-            self._credentials,
-        )
 
     def associate(self, protocol: DatagramProtocol) -> Deferred[SOCKS5UDPAssociation]:
         """

@@ -1,12 +1,14 @@
 """
 Fakes for the client unit tests: a proxy endpoint connected by hand to a
-L{StringTransport}, recording application protocols, a controllable name
-resolver.
+L{StringTransport} and the proxy's side of an exchange through it, the
+SOCKS5 method negotiation's bytes, recording application protocols, a
+controllable name resolver.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
@@ -24,7 +26,7 @@ from twisted.internet.interfaces import (
     ITCPTransport,
 )
 from twisted.internet.protocol import Factory, Protocol, connectionDone
-from twisted.internet.testing import StringTransport
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -32,11 +34,46 @@ from zope.interface import implementer
 PROXY_ADDRESS = IPv4Address("TCP", "127.0.0.1", 1080)
 
 
+_T = TypeVar("_T")
+_E = TypeVar("_E", bound=BaseException)
+
+
 def h(text: str) -> bytes:
     """
     Bytes from hex written with spaces, as in the RFC figures.
     """
     return bytes.fromhex(text)
+
+
+# RFC 1928 section 3: VER 5, NMETHODS, METHODS.
+GREETING_NOAUTH = h("05 01 00")
+GREETING_NOAUTH_USERPASS = h("05 02 00 02")
+SELECT_NOAUTH = h("05 00")
+SELECT_USERPASS = h("05 02")
+# RFC 1929: VER 1, ULEN, UNAME, PLEN, PASSWD; status VER 1, STATUS.
+AUTH_ALICE = h("01 05") + b"alice" + h("06") + b"secret"
+AUTH_OK = h("01 00")
+
+#: Alice's password in L{AUTH_ALICE}.
+PASSWORD = "secret"
+
+
+def valueOf(failure: Failure, cls: type[_E]) -> _E:
+    """
+    The exception of C{failure}, checked to be a C{cls}.
+    """
+    value = failure.value
+    assert isinstance(value, cls), failure
+    return value
+
+
+def onlyResult(results: list[object], cls: type[_T]) -> _T:
+    """
+    The one result in C{results}, checked to be a C{cls}.
+    """
+    [result] = results
+    assert isinstance(result, cls), result
+    return result
 
 
 @implementer(ITCPTransport)
@@ -127,6 +164,54 @@ class FakeProxyEndpoint:
         protocol.makeConnection(transport)
         d.callback(protocol)
         return protocol, transport
+
+
+def overFakeProxy(
+    client: Callable[..., _T], host: str, port: int, **kwargs: Any
+) -> tuple[_T, FakeProxyEndpoint, MemoryReactorClock]:
+    """
+    A C{client} for C{host}:C{port} over a fake proxy endpoint and a memory
+    reactor.
+    """
+    proxy = FakeProxyEndpoint()
+    reactor = MemoryReactorClock()
+    return client(host, port, proxy, reactor=reactor, **kwargs), proxy, reactor
+
+
+class ProxyExchange:
+    """
+    The proxy's side of one request through a L{FakeProxyEndpoint}, driven
+    by the test.
+
+    @ivar handshake: The client's handshake protocol, once connected.
+    """
+
+    def __init__(
+        self, proxy: FakeProxyEndpoint, transport: TCPStringTransport | None = None
+    ) -> None:
+        self.proxy = proxy
+        self.transport = transport if transport is not None else TCPStringTransport()
+        self.handshake: Any = None
+
+    def connectProxy(self) -> None:
+        """
+        Complete the connection to the proxy.
+        """
+        self.handshake, _ = self.proxy.complete(self.transport)
+
+    def sent(self) -> bytes:
+        """
+        Return and forget what the client wrote to the proxy.
+        """
+        value: bytes = self.transport.value()
+        self.transport.clear()
+        return value
+
+    def receive(self, data: bytes) -> None:
+        """
+        The proxy sends C{data}.
+        """
+        self.handshake.dataReceived(data)
 
 
 class RecordingProtocol(Protocol):

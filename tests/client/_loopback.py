@@ -1,7 +1,7 @@
 """
-Real loopback TCP for the client tests: an echo server, a client protocol
-that collects what it receives, waiting with deadlines, and a test
-certificate authority.
+Real loopback TCP for the client tests: an echo server, our SOCKS server, a
+client protocol that collects what it receives, waiting with deadlines, and
+a test certificate authority.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from twisted.internet import reactor as _globalReactor  # noqa: N812
-from twisted.internet.defer import Deferred, ensureDeferred, succeed
+from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred, succeed
 from twisted.internet.endpoints import (
     TCP4ServerEndpoint,
     TCP6ServerEndpoint,
@@ -43,6 +43,9 @@ clock: IReactorTime = _globalReactor
 
 #: How long any single wait in these tests may take.
 WAIT = 10.0
+
+#: Where the loopback tests listen and connect.
+LOOPBACK = "127.0.0.1"
 
 _T = TypeVar("_T", bound=TestCase)
 
@@ -195,6 +198,27 @@ async def listenEcho(
     return factory, number
 
 
+async def startOurServer(testCase: TestCase, **kwargs: Any) -> tuple[int, Any]:
+    """
+    Start a L{SOCKSServerFactory} on a free loopback port; at cleanup, wait
+    until its sessions are gone.
+
+    @return: Its port and factory.
+    """
+    # Imported here, so that the client tests that need no server import
+    # this module without it.
+    from socks_twisted.server import SOCKSServerFactory
+
+    factory = SOCKSServerFactory(reactor, **kwargs)
+    port = await listen(testCase, factory)
+
+    async def drained() -> None:
+        await waitUntil(lambda: not factory.sessions, "the SOCKS sessions to end")
+
+    testCase.addCleanup(lambda: ensureDeferred(drained()))
+    return port.getHost().port, factory  # type: ignore[attr-defined]
+
+
 @implementer(IHalfCloseableProtocol)
 class Collector(Protocol):
     """
@@ -298,6 +322,36 @@ async def roundTrip(
     received = await client.waitForBytes(len(payload))
     testCase.assertEqual(received, payload)
     return client
+
+
+class ProxyTestCase(TestCase):
+    """
+    Helpers for tests that connect through a proxy on loopback.
+    """
+
+    async def closedPort(self) -> int:
+        """
+        A loopback port nobody listens on (right now).
+        """
+        port = await listen(self, ServerFactory.forProtocol(Protocol))
+        number: int = port.getHost().port  # type: ignore[attr-defined]
+        await maybeDeferred(port.stopListening)
+        return number
+
+    async def assertFails(
+        self, endpoint: IStreamClientEndpoint, *expected: type[BaseException]
+    ) -> BaseException:
+        """
+        Connecting through C{endpoint} fails with one of C{expected}.
+        """
+        try:
+            protocol = await withTimeout(
+                connectProtocol(endpoint, Protocol()), f"{endpoint} to fail"
+            )
+        except expected as e:
+            return e
+        protocol.transport.loseConnection()
+        self.fail(f"connecting through {endpoint} succeeded")
 
 
 class CertificateAuthority:

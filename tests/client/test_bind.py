@@ -16,14 +16,14 @@ connects to the announced address and bytes flow both ways.
 from __future__ import annotations
 
 import os
-from typing import Any, TypeVar
+from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
 from twisted.internet import error
 from twisted.internet.address import HostnameAddress, IPv4Address, IPv6Address
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.interfaces import IProtocol, IStreamClientEndpoint
 from twisted.internet.protocol import Factory
@@ -41,34 +41,37 @@ from socks_twisted.client import (
     SOCKS5BindClient,
     SOCKSTunnelTransport,
 )
-from socks_twisted.server import SOCKSServerFactory
 from tests.interop._thirdparty import ThirdPartyServer, startDante
 
 from ._helpers import (
+    AUTH_ALICE,
+    AUTH_OK,
+    GREETING_NOAUTH,
+    GREETING_NOAUTH_USERPASS,
+    PASSWORD,
     PROXY_ADDRESS,
+    SELECT_NOAUTH,
+    SELECT_USERPASS,
     FakeProxyEndpoint,
     FakeResolver,
+    ProxyExchange,
     RecordingFactory,
     RecordingProtocol,
     TCPStringTransport,
     h,
+    onlyResult,
+    overFakeProxy,
+    valueOf,
 )
 from ._loopback import (
+    LOOPBACK,
     Collector,
     asyncTest,
-    listen,
     reactor,
-    waitUntil,
+    startOurServer,
     withTimeout,
 )
 
-# RFC 1928 section 3 and RFC 1929, as in test_endpoints.
-GREETING_NOAUTH = h("05 01 00")
-GREETING_NOAUTH_USERPASS = h("05 02 00 02")
-SELECT_NOAUTH = h("05 00")
-SELECT_USERPASS = h("05 02")
-AUTH_ALICE = h("01 05") + b"alice" + h("06") + b"secret"
-AUTH_OK = h("01 00")
 # RFC 1928 section 4, CMD 2 (BIND): the peer expected, 192.0.2.1:21.
 BIND_IPV4 = h("05 02 00 01 c0 00 02 01 00 15")
 BIND_ANY = h("05 02 00 01 00 00 00 00 00 00")
@@ -102,20 +105,6 @@ SOCKS4_FIRST_ANY = h("00 5a 0f a0 00 00 00 00")
 SOCKS4_SECOND = h("00 5a 00 14 c0 00 02 01")
 SOCKS4_REJECTED = h("00 5b 00 00 00 00 00 00")
 
-PASSWORD = "secret"
-LOOPBACK = "127.0.0.1"
-
-_E = TypeVar("_E", bound=BaseException)
-
-
-def valueOf(failure: Failure, cls: type[_E]) -> _E:
-    """
-    The exception of C{failure}, checked to be a C{cls}.
-    """
-    value = failure.value
-    assert isinstance(value, cls), failure
-    return value
-
 
 def bind5(
     host: str = "192.0.2.1", port: int = 21, **kwargs: Any
@@ -123,9 +112,7 @@ def bind5(
     """
     A SOCKS5 BIND client over a fake proxy endpoint and a memory reactor.
     """
-    proxy = FakeProxyEndpoint()
-    clock = MemoryReactorClock()
-    return SOCKS5BindClient(host, port, proxy, reactor=clock, **kwargs), proxy, clock
+    return overFakeProxy(SOCKS5BindClient, host, port, **kwargs)
 
 
 def bind4(
@@ -134,12 +121,10 @@ def bind4(
     """
     A SOCKS4 BIND client over a fake proxy endpoint and a memory reactor.
     """
-    proxy = FakeProxyEndpoint()
-    clock = MemoryReactorClock()
-    return SOCKS4BindClient(host, port, proxy, reactor=clock, **kwargs), proxy, clock
+    return overFakeProxy(SOCKS4BindClient, host, port, **kwargs)
 
 
-class BindExchange:
+class BindExchange(ProxyExchange):
     """
     One C{bind()} through a fake proxy, driven by the test.
 
@@ -154,14 +139,12 @@ class BindExchange:
         proxy: FakeProxyEndpoint,
         factory: RecordingFactory | None = None,
     ) -> None:
+        super().__init__(proxy)
         self.factory = factory if factory is not None else RecordingFactory()
-        self.proxy = proxy
         self.readyResults: list[object] = []
         self.acceptedResults: list[object] = []
         self.ready = client.bind(self.factory)
         self.ready.addBoth(self._readyFired)
-        self.handshake: Any = None
-        self.transport = TCPStringTransport()
 
     def _readyFired(self, result: object) -> object:
         self.readyResults.append(result)
@@ -174,57 +157,29 @@ class BindExchange:
         self.acceptedResults.append(result)
         return None if isinstance(result, Failure) else result
 
-    def connectProxy(self) -> None:
-        """
-        Complete the connection to the proxy.
-        """
-        self.handshake, _ = self.proxy.complete(self.transport)
-
-    def sent(self) -> bytes:
-        """
-        Return and forget what the client wrote to the proxy.
-        """
-        value: bytes = self.transport.value()
-        self.transport.clear()
-        return value
-
-    def receive(self, data: bytes) -> None:
-        """
-        The proxy sends C{data}.
-        """
-        self.handshake.dataReceived(data)
-
     def pending(self) -> PendingBind:
         """
         The L{PendingBind} the first reply gave.
         """
-        [result] = self.readyResults
-        assert isinstance(result, PendingBind), result
-        return result
+        return onlyResult(self.readyResults, PendingBind)
 
     def readyFailure(self) -> Failure:
         """
         How C{bind()} failed.
         """
-        [result] = self.readyResults
-        assert isinstance(result, Failure), result
-        return result
+        return onlyResult(self.readyResults, Failure)
 
     def app(self) -> RecordingProtocol:
         """
         The application protocol connected to the peer.
         """
-        [result] = self.acceptedResults
-        assert isinstance(result, RecordingProtocol), result
-        return result
+        return onlyResult(self.acceptedResults, RecordingProtocol)
 
     def acceptedFailure(self) -> Failure:
         """
         How C{accepted()} failed.
         """
-        [result] = self.acceptedResults
-        assert isinstance(result, Failure), result
-        return result
+        return onlyResult(self.acceptedResults, Failure)
 
 
 class BindBytesTests(SynchronousTestCase):
@@ -879,18 +834,10 @@ class OurServerBindTests(LoopbackBindTestCase):
 
     async def startServer(self, **kwargs: Any) -> int:
         """
-        Start a L{SOCKSServerFactory} on a free loopback port; at cleanup,
-        wait until its sessions are gone.
+        Start our server (see L{startOurServer}); return its port.
         """
-        factory = SOCKSServerFactory(reactor, **kwargs)
-        port = await listen(self, factory)
-
-        async def drained() -> None:
-            await waitUntil(lambda: not factory.sessions, "the SOCKS sessions to end")
-
-        self.addCleanup(lambda: ensureDeferred(drained()))
-        number: int = port.getHost().port  # type: ignore[attr-defined]
-        return number
+        port, _ = await startOurServer(self, **kwargs)
+        return port
 
     def proxy(self, port: int) -> IStreamClientEndpoint:
         """

@@ -11,7 +11,7 @@ protocol sees.
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -46,26 +46,30 @@ from socks_twisted.client import (
 from socks_twisted.client._handshake import SOCKSClientProtocol
 
 from ._helpers import (
+    AUTH_ALICE,
+    AUTH_OK,
+    GREETING_NOAUTH,
+    GREETING_NOAUTH_USERPASS,
+    PASSWORD,
     PROXY_ADDRESS,
+    SELECT_NOAUTH,
+    SELECT_USERPASS,
     FakeProxyEndpoint,
     FakeResolver,
     HalfCloseableRecorder,
     HandshakeRecorder,
+    ProxyExchange,
     RecordingFactory,
     RecordingProtocol,
     TCPStringTransport,
     h,
+    onlyResult,
+    overFakeProxy,
+    valueOf,
 )
 
-# RFC 1928 section 3: VER 5, NMETHODS, METHODS.
-GREETING_NOAUTH = h("05 01 00")
-GREETING_NOAUTH_USERPASS = h("05 02 00 02")
-SELECT_NOAUTH = h("05 00")
-SELECT_USERPASS = h("05 02")
+# RFC 1928 section 3 and RFC 1929, besides those in _helpers.
 SELECT_NONE = h("05 ff")
-# RFC 1929: VER 1, ULEN, UNAME, PLEN, PASSWD; status VER 1, STATUS.
-AUTH_ALICE = h("01 05") + b"alice" + h("06") + b"secret"
-AUTH_OK = h("01 00")
 AUTH_FAILED = h("01 01")
 # RFC 1928 section 4: VER CMD RSV ATYP DST.ADDR DST.PORT.
 REQUEST_EXAMPLE_COM_80 = h("05 01 00 03 0b") + b"example.com" + h("00 50")
@@ -82,19 +86,6 @@ SOCKS4_REQUEST_FRED = h("04 01 00 50 42 66 07 63") + b"Fred" + h("00")
 SOCKS4A_REQUEST = h("04 01 00 50 00 00 00 01 00") + b"example.com" + h("00")
 SOCKS4_GRANTED = h("00 5a 04 38 0a 00 00 05")  # bound 10.0.0.5:1080
 
-PASSWORD = "secret"
-
-_E = TypeVar("_E", bound=BaseException)
-
-
-def valueOf(failure: Failure, cls: type[_E]) -> _E:
-    """
-    The exception of C{failure}, checked to be a C{cls}.
-    """
-    value = failure.value
-    assert isinstance(value, cls), failure
-    return value
-
 
 def socks5(
     host: str = "example.com",
@@ -104,16 +95,7 @@ def socks5(
     """
     A SOCKS5 endpoint over a fake proxy endpoint and a memory reactor.
     """
-    proxy = FakeProxyEndpoint()
-    reactor = MemoryReactorClock()
-    endpoint = SOCKS5ClientEndpoint(
-        host,
-        port,
-        proxy,
-        reactor=reactor,
-        **kwargs,
-    )
-    return endpoint, proxy, reactor
+    return overFakeProxy(SOCKS5ClientEndpoint, host, port, **kwargs)
 
 
 def socks4(
@@ -124,22 +106,15 @@ def socks4(
     """
     A SOCKS4 endpoint over a fake proxy endpoint and a memory reactor.
     """
-    proxy = FakeProxyEndpoint()
-    reactor = MemoryReactorClock()
-    endpoint = SOCKS4ClientEndpoint(
-        host,
-        port,
-        proxy,
-        reactor=reactor,
-        **kwargs,
-    )
-    return endpoint, proxy, reactor
+    return overFakeProxy(SOCKS4ClientEndpoint, host, port, **kwargs)
 
 
-class Exchange:
+class Exchange(ProxyExchange):
     """
     One connect() through a fake proxy, driven by the test.
     """
+
+    handshake: Protocol | None
 
     def __init__(
         self,
@@ -147,8 +122,8 @@ class Exchange:
         proxy: FakeProxyEndpoint,
         factory: RecordingFactory | None = None,
     ) -> None:
+        super().__init__(proxy)
         self.factory = factory if factory is not None else RecordingFactory()
-        self.proxy = proxy
         self.deferred = endpoint.connect(self.factory)
         self.results: list[object] = []
 
@@ -157,45 +132,18 @@ class Exchange:
             return None if isinstance(result, Failure) else result
 
         self.deferred.addBoth(record)
-        self.handshake: Protocol | None = None
-        self.transport = TCPStringTransport()
-
-    def connectProxy(self) -> None:
-        """
-        Complete the connection to the proxy.
-        """
-        self.handshake, _ = self.proxy.complete(self.transport)
-
-    def sent(self) -> bytes:
-        """
-        Return and forget what the client wrote to the proxy.
-        """
-        value: bytes = self.transport.value()
-        self.transport.clear()
-        return value
-
-    def receive(self, data: bytes) -> None:
-        """
-        The proxy sends C{data}.
-        """
-        assert self.handshake is not None
-        self.handshake.dataReceived(data)
 
     def app(self) -> RecordingProtocol:
         """
         The connected application protocol.
         """
-        [result] = self.results
-        assert isinstance(result, RecordingProtocol), result
-        return result
+        return onlyResult(self.results, RecordingProtocol)
 
     def failure(self) -> Failure:
         """
         How the attempt failed.
         """
-        [result] = self.results
-        assert isinstance(result, Failure), result
-        return result
+        return onlyResult(self.results, Failure)
 
 
 class SOCKS5BytesTests(SynchronousTestCase):

@@ -18,12 +18,9 @@ from typing import Any
 
 from twisted.internet import error
 from twisted.internet.address import HostnameAddress, IPv4Address
-from twisted.internet.defer import maybeDeferred
-from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.interfaces import IStreamClientEndpoint
-from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.internet.threads import deferToThread
-from twisted.trial.unittest import TestCase
 
 from socks_twisted import errors
 from socks_twisted.client import (
@@ -39,18 +36,16 @@ from tests.interop._thirdparty import (
 )
 
 from ._loopback import (
+    LOOPBACK,
+    ProxyTestCase,
     asyncTest,
-    listen,
     listenEcho,
     reactor,
     roundTrip,
-    withTimeout,
 )
 
-LOOPBACK = "127.0.0.1"
 
-
-class ThirdPartyTestCase(TestCase):
+class ThirdPartyTestCase(ProxyTestCase):
     """
     Helpers shared by the third-party tests.
     """
@@ -88,30 +83,6 @@ class ThirdPartyTestCase(TestCase):
         )
         self.assertEqual(client.transport.getPeer(), expected)
         await client.close()
-
-    async def closedPort(self) -> int:
-        """
-        A loopback port nobody listens on right now.
-        """
-        port = await listen(self, ServerFactory.forProtocol(Protocol))
-        number: int = port.getHost().port  # type: ignore[attr-defined]
-        await maybeDeferred(port.stopListening)
-        return number
-
-    async def assertFails(
-        self, endpoint: IStreamClientEndpoint, *expected: type[BaseException]
-    ) -> BaseException:
-        """
-        Connecting through C{endpoint} fails with one of C{expected}.
-        """
-        try:
-            protocol = await withTimeout(
-                connectProtocol(endpoint, Protocol()), f"{endpoint} to fail"
-            )
-        except expected as e:
-            return e
-        protocol.transport.loseConnection()
-        self.fail(f"connecting through {endpoint} succeeded")
 
 
 class DanteTests(ThirdPartyTestCase):

@@ -18,17 +18,16 @@ from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
 from twisted.cred.portal import Portal
 from twisted.internet import error, ssl
 from twisted.internet.address import HostnameAddress, IPv4Address, IPv6Address
-from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
+from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.endpoints import (
     TCP4ClientEndpoint,
     clientFromString,
-    connectProtocol,
     wrapClientTLS,
     wrapServerTLS,
 )
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Factory, Protocol, ServerFactory
-from twisted.trial.unittest import SkipTest, TestCase
+from twisted.trial.unittest import SkipTest
 from twisted.web.client import BrowserLikePolicyForHTTPS, HTTPConnectionPool, readBody
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
@@ -43,14 +42,17 @@ from socks_twisted.client import (
 )
 
 from ._loopback import (
+    LOOPBACK,
     CertificateAuthority,
     EchoFactory,
+    ProxyTestCase,
     asyncTest,
     connectCollector,
     listen,
     listenEcho,
     reactor,
     roundTrip,
+    startOurServer,
     waitUntil,
     withTimeout,
 )
@@ -68,7 +70,6 @@ else:
 
 USER = b"alice"
 PASSWORD = b"s3cret-Pa55"
-LOOPBACK = "127.0.0.1"
 
 
 def makePortal() -> Portal:
@@ -91,7 +92,7 @@ def makePortal() -> Portal:
     return portalFor([checker])
 
 
-class OurServerTestCase(TestCase):
+class OurServerTestCase(ProxyTestCase):
     """
     Starts our SOCKS server and an echo server on loopback.
     """
@@ -104,49 +105,15 @@ class OurServerTestCase(TestCase):
 
     async def startServer(self, **kwargs: Any) -> tuple[int, Any]:
         """
-        Start a L{SOCKSServerFactory} on a free loopback port; at cleanup,
-        wait until its sessions are gone.
-
-        @return: Its port and factory.
+        Start our server; see L{startOurServer}.
         """
-        factory = SOCKSServerFactory(reactor, **kwargs)
-        port = await listen(self, factory)
-
-        async def drained() -> None:
-            await waitUntil(lambda: not factory.sessions, "the SOCKS sessions to end")
-
-        self.addCleanup(lambda: ensureDeferred(drained()))
-        return port.getHost().port, factory  # type: ignore[attr-defined]
+        return await startOurServer(self, **kwargs)
 
     def proxy(self, port: int) -> IStreamClientEndpoint:
         """
         The endpoint of a proxy on loopback C{port}.
         """
         return TCP4ClientEndpoint(reactor, LOOPBACK, port)
-
-    async def closedPort(self) -> int:
-        """
-        A loopback port nobody listens on (right now).
-        """
-        port = await listen(self, ServerFactory.forProtocol(Protocol))
-        number: int = port.getHost().port  # type: ignore[attr-defined]
-        await maybeDeferred(port.stopListening)
-        return number
-
-    async def assertFails(
-        self, endpoint: IStreamClientEndpoint, *expected: type[BaseException]
-    ) -> BaseException:
-        """
-        Connecting through C{endpoint} fails with one of C{expected}.
-        """
-        try:
-            protocol = await withTimeout(
-                connectProtocol(endpoint, Protocol()), f"{endpoint} to fail"
-            )
-        except expected as e:
-            return e
-        protocol.transport.loseConnection()
-        self.fail(f"connecting through {endpoint} succeeded")
 
     async def checkHalfClose(self, endpoint: IStreamClientEndpoint) -> None:
         """

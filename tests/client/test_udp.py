@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
 from twisted.internet import error
 from twisted.internet.address import IPv4Address, IPv6Address
-from twisted.internet.defer import Deferred, DeferredQueue, ensureDeferred
+from twisted.internet.defer import Deferred, DeferredQueue
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.interfaces import (
     IListeningPort,
@@ -49,23 +49,32 @@ from socks_twisted.client import (
     SOCKS5UDPAssociation,
     SOCKS5UDPClient,
 )
-from socks_twisted.server import SOCKSServerFactory
 from tests.interop._thirdparty import ThirdPartyServer, startDante
 
 from ._helpers import (
+    AUTH_ALICE,
+    AUTH_OK,
+    GREETING_NOAUTH,
+    GREETING_NOAUTH_USERPASS,
+    PASSWORD,
     PROXY_ADDRESS,
+    SELECT_NOAUTH,
+    SELECT_USERPASS,
     FakeProxyEndpoint,
+    ProxyExchange,
     TCPStringTransport,
     h,
+    onlyResult,
 )
-from ._loopback import asyncTest, listen, reactor, waitUntil, withTimeout
+from ._loopback import (
+    LOOPBACK,
+    asyncTest,
+    reactor,
+    startOurServer,
+    waitUntil,
+    withTimeout,
+)
 
-GREETING_NOAUTH = h("05 01 00")
-GREETING_NOAUTH_USERPASS = h("05 02 00 02")
-SELECT_NOAUTH = h("05 00")
-SELECT_USERPASS = h("05 02")
-AUTH_ALICE = h("01 05") + b"alice" + h("06") + b"secret"
-AUTH_OK = h("01 00")
 # RFC 1928 section 4, CMD 3 (UDP ASSOCIATE), DST.ADDR 0.0.0.0, DST.PORT 0.
 ASSOCIATE = h("05 03 00 01 00 00 00 00 00 00")
 # Section 6: the relay at 127.0.0.1:5000; unspecified; IPv6; a name; port 0.
@@ -82,9 +91,6 @@ HEADER_IPV6 = h("00 00 00 04 20 01 0d b8 00 00 00 00 00 00 00 00 00 00 00 01 00 
 HEADER_NAME = h("00 00 00 03 0b") + b"example.com" + h("00 35")
 HEADER_IDNA = h("00 00 00 03 15") + b"xn--bcher-kva.example" + h("00 35")
 HEADER_FRAGMENT = h("00 00 01 01 c0 00 02 01 00 35")
-
-PASSWORD = "secret"
-LOOPBACK = "127.0.0.1"
 
 
 @implementer(IListeningPort, IUDPTransport)
@@ -221,7 +227,7 @@ class RecordingDatagramProtocol(DatagramProtocol):
         self.received.append((datagram, addr))
 
 
-class UDPExchange:
+class UDPExchange(ProxyExchange):
     """
     One C{associate()} through a fake proxy, driven by the test.
     """
@@ -232,7 +238,7 @@ class UDPExchange:
         transport: TCPStringTransport | None = None,
         **kwargs: Any,
     ) -> None:
-        self.proxy = FakeProxyEndpoint()
+        super().__init__(FakeProxyEndpoint(), transport)
         self.reactor = UDPMemoryReactor()
         self.client = SOCKS5UDPClient(self.proxy, reactor=self.reactor, **kwargs)
         self.protocol = (
@@ -241,47 +247,21 @@ class UDPExchange:
         self.results: list[object] = []
         self.deferred = self.client.associate(self.protocol)
         self.deferred.addBoth(self._record)
-        self.transport = transport if transport is not None else TCPStringTransport()
-        self.handshake: Any = None
 
     def _record(self, result: object) -> None:
         self.results.append(result)
-
-    def connectProxy(self) -> None:
-        """
-        Complete the connection to the proxy.
-        """
-        self.handshake, _ = self.proxy.complete(self.transport)
-
-    def sent(self) -> bytes:
-        """
-        Return and forget what the client wrote to the proxy.
-        """
-        value: bytes = self.transport.value()
-        self.transport.clear()
-        return value
-
-    def receive(self, data: bytes) -> None:
-        """
-        The proxy sends C{data} on the control connection.
-        """
-        self.handshake.dataReceived(data)
 
     def association(self) -> SOCKS5UDPAssociation:
         """
         The association C{associate()} fired with.
         """
-        [result] = self.results
-        assert isinstance(result, SOCKS5UDPAssociation), result
-        return result
+        return onlyResult(self.results, SOCKS5UDPAssociation)
 
     def failure(self) -> Failure:
         """
         How C{associate()} failed.
         """
-        [result] = self.results
-        assert isinstance(result, Failure), result
-        return result
+        return onlyResult(self.results, Failure)
 
     def port(self) -> FakeUDPPort:
         """
@@ -776,28 +756,14 @@ class UDPEcho(DatagramProtocol):
         self.transport.write(datagram.upper(), addr)  # type: ignore[union-attr]
 
 
-class Receiver(DatagramProtocol):
+class Receiver(RecordingDatagramProtocol):
     """
     Queues what it receives, and records its start and stop.
     """
 
-    noisy = False
-
     def __init__(self) -> None:
+        super().__init__()
         self.queue: DeferredQueue[tuple[bytes, tuple[str, int]]] = DeferredQueue()
-        self.events: list[str] = []
-
-    def startProtocol(self) -> None:
-        """
-        Record the call.
-        """
-        self.events.append("startProtocol")
-
-    def stopProtocol(self) -> None:
-        """
-        Record the call.
-        """
-        self.events.append("stopProtocol")
 
     def datagramReceived(self, datagram: bytes, addr: tuple[str, int]) -> None:
         """
@@ -906,17 +872,9 @@ class OurServerUDPTests(LoopbackUDPTestCase):
 
     async def startServer(self, **kwargs: Any) -> tuple[int, Any]:
         """
-        Start a L{SOCKSServerFactory} on a free loopback port; at cleanup,
-        wait until its sessions are gone.
+        Start our server; see L{startOurServer}.
         """
-        factory = SOCKSServerFactory(reactor, **kwargs)
-        port = await listen(self, factory)
-
-        async def drained() -> None:
-            await waitUntil(lambda: not factory.sessions, "the SOCKS sessions to end")
-
-        self.addCleanup(lambda: ensureDeferred(drained()))
-        return port.getHost().port, factory  # type: ignore[attr-defined]
+        return await startOurServer(self, **kwargs)
 
     def watchAssociationEnds(self) -> list[LogEvent]:
         """
