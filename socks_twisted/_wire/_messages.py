@@ -185,8 +185,6 @@ class SOCKS4Reply:
         """
         return self.code == SOCKS4ReplyCode.GRANTED
 
-    granted = succeeded
-
 
 def readSOCKS4Reply(data: Buffer) -> tuple[SOCKS4Reply, int] | None:
     """

@@ -42,12 +42,6 @@ from ._handshake import ConnectAttempt, Negotiation, SOCKSClientProtocol
 from ._tunnel import TunnelAddress, addressFor
 
 
-def _succeeded(reply: SOCKS5Reply | SOCKS4Reply) -> bool:
-    if isinstance(reply, SOCKS5Reply):
-        return reply.succeeded
-    return reply.granted
-
-
 def announcedAddress(
     reply: SOCKS5Reply | SOCKS4Reply, proxyAddress: IAddress
 ) -> TunnelAddress:
@@ -140,7 +134,7 @@ class _BindProtocol(SOCKSClientProtocol):
         Report the first reply; give the second to the CONNECT machinery,
         with the peer it names as the application's peer.
         """
-        if not _succeeded(reply):
+        if not reply.succeeded:
             super().replyReceived(reply)
         elif self._connection.state is HandshakeState.ESTABLISHED:
             self._bindAttempt.target = addressFor(reply.host, reply.port)

@@ -267,7 +267,7 @@ class SOCKSClientProtocol(Protocol):
             if not reply.succeeded:
                 self._fail(errorForSOCKS5Reply(reply.code))
                 return
-        elif not reply.granted:
+        elif not reply.succeeded:
             self._fail(errorForSOCKS4Reply(reply.code))
             return
         if self._connection.state is HandshakeState.ESTABLISHED:
