@@ -3,7 +3,7 @@ The SOCKS wire protocol, sans I/O: messages, readers, encoders and the
 connection objects that track one handshake.  Nothing here imports Twisted.
 """
 
-from ._addresses import addressTypeOf, encodeName, encodeSOCKS5Address
+from ._addresses import addressTypeOf, encodeName, encodeSOCKS5Address, normalizeIP
 from ._connection import (
     NEED_DATA,
     ClientConnection,
@@ -57,5 +57,6 @@ __all__ = [
     "addressTypeOf",
     "encodeName",
     "encodeSOCKS5Address",
+    "normalizeIP",
     "readUDPDatagram",
 ]

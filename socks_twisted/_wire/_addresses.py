@@ -29,6 +29,16 @@ def addressTypeOf(host: str) -> AddressType:
     return AddressType.IPV4 if address.version == 4 else AddressType.IPV6
 
 
+def normalizeIP(host: str) -> str:
+    """
+    The canonical text of an IP literal, without an IPv6 scope (C{%lo}), so
+    that addresses from sockets and from requests compare equal.
+
+    @raise ValueError: C{host} is not an IP literal.
+    """
+    return str(ipaddress.ip_address(host.split("%", 1)[0]))
+
+
 def encodeName(host: str) -> bytes:
     """
     Encode a domain name for a SOCKS request: ASCII names as they are, others

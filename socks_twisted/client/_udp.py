@@ -43,6 +43,7 @@ from .._wire import (
     Command,
     ProtocolError,
     encodeSOCKS5Address,
+    normalizeIP,
     readUDPDatagram,
 )
 from ..errors import SOCKSError, SOCKSProtocolError
@@ -56,10 +57,6 @@ MAX_DATAGRAM = 65535
 
 #: How many encoded headers (one per destination) are kept for reuse.
 _HEADER_CACHE = 1024
-
-
-def _normalized(host: str) -> str:
-    return str(ipaddress.ip_address(host.split("%", 1)[0]))
 
 
 def relayAddress(bound: IAddress, proxyAddress: IAddress) -> tuple[str, int]:
@@ -87,7 +84,7 @@ def relayAddress(bound: IAddress, proxyAddress: IAddress) -> tuple[str, int]:
     assert isinstance(bound, IPv4Address | IPv6Address)
     if bound.port == 0:
         raise makeError(SOCKSProtocolError, "the proxy's UDP relay port is 0")
-    host = _normalized(bound.host)
+    host = normalizeIP(bound.host)
     if ipaddress.ip_address(host).is_unspecified:
         if not isinstance(proxyAddress, IPv4Address | IPv6Address):
             raise makeError(
@@ -95,7 +92,7 @@ def relayAddress(bound: IAddress, proxyAddress: IAddress) -> tuple[str, int]:
                 f"the proxy answered relay address {host} and its own address "
                 f"({proxyAddress}) is not an IP address to send datagrams to",
             )
-        host = _normalized(proxyAddress.host)
+        host = normalizeIP(proxyAddress.host)
     return host, bound.port
 
 
@@ -230,7 +227,7 @@ class SOCKS5UDPAssociation:
             addr = self._connectedTo
         elif self._connectedTo is not None:
             try:
-                same = (_normalized(addr[0]), addr[1]) == self._connectedTo
+                same = (normalizeIP(addr[0]), addr[1]) == self._connectedTo
             except ValueError:
                 same = False
             if not same:
@@ -264,7 +261,7 @@ class SOCKS5UDPAssociation:
                 "already connected, reconnecting is not currently supported"
             )
         try:
-            normalized = _normalized(host)
+            normalized = normalizeIP(host)
         except ValueError:
             raise InvalidAddressError(host, "not an IPv4 or IPv6 address.") from None
         self._connectedTo = (normalized, port)
@@ -373,7 +370,7 @@ class SOCKS5UDPAssociation:
             return
         if (addr[0], addr[1]) != self._relay:
             try:
-                fromRelay = (_normalized(addr[0]), addr[1]) == self._relay
+                fromRelay = (normalizeIP(addr[0]), addr[1]) == self._relay
             except ValueError:
                 fromRelay = False
             if not fromRelay:
@@ -390,7 +387,7 @@ class SOCKS5UDPAssociation:
         remote = (message.host, message.port)
         if self._connectedTo is not None:
             try:
-                matches = (_normalized(message.host), message.port) == self._connectedTo
+                matches = (normalizeIP(message.host), message.port) == self._connectedTo
             except ValueError:
                 matches = False
             if not matches:
@@ -436,7 +433,7 @@ class _ControlProtocol(Protocol):
                 isinstance(local, IPv4Address | IPv6Address)
                 and (":" in local.host) == ipv6
             ):
-                interface = _normalized(local.host)
+                interface = normalizeIP(local.host)
             else:
                 interface = "::" if ipv6 else ""
         association = SOCKS5UDPAssociation(self._protocol, relay, control)

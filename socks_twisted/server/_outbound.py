@@ -24,7 +24,7 @@ from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from .._wire import SOCKS5ReplyCode
+from .._wire import SOCKS5ReplyCode, normalizeIP
 from ..relay import Relay
 
 if TYPE_CHECKING:
@@ -95,7 +95,7 @@ def hostAndPort(address: IAddress) -> tuple[str, int]:
     """
     host: str = getattr(address, "host", "0.0.0.0")
     port: int = getattr(address, "port", 0)
-    return host.split("%", 1)[0], port
+    return normalizeIP(host), port
 
 
 @implementer(IHalfCloseableProtocol)

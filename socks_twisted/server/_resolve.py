@@ -15,6 +15,8 @@ from twisted.internet.interfaces import (
 )
 from zope.interface import implementer
 
+from .._wire import normalizeIP
+
 
 @implementer(IResolutionReceiver)
 class _Collector:
@@ -28,7 +30,7 @@ class _Collector:
 
     def addressResolved(self, address: IAddress) -> None:
         if isinstance(address, IPv4Address | IPv6Address):
-            self._addresses.append(address.host.split("%", 1)[0])
+            self._addresses.append(normalizeIP(address.host))
 
     def resolutionComplete(self) -> None:
         if self._addresses:

@@ -42,6 +42,7 @@ from .._wire import (
     UsernamePasswordRequest,
     UsernamePasswordStatus,
     addressTypeOf,
+    normalizeIP,
 )
 from .._wire import AddressType as _AddressType
 from ..auth import ISOCKSUser
@@ -360,7 +361,7 @@ class SOCKSServerProtocol(Protocol):
     def _listenForPeer(self, expected: list[str] | None, family: int) -> None:
         self._pending = None
         peers = BindFactory(
-            self, frozenset(map(_normalized, expected)) if expected else None
+            self, frozenset(map(normalizeIP, expected)) if expected else None
         )
         interface = self._serviceInterface(family)
         listening = self.factory.listenFor(interface).listen(peers)
@@ -442,7 +443,7 @@ class SOCKSServerProtocol(Protocol):
         """
         local = self.transport.getHost()  # type: ignore[union-attr]
         if isinstance(local, IPv4Address | IPv6Address):
-            host = _normalized(local.host)
+            host = normalizeIP(local.host)
             if _familyOfAddress(local) == family:
                 return host
             loopback = ipaddress.ip_address(host).is_loopback
@@ -585,10 +586,6 @@ class SOCKSServerProtocol(Protocol):
             reason=self.reason,
             reasonSuffix=f" reason={self.reason!r}" if self.reason else "",
         )
-
-
-def _normalized(host: str) -> str:
-    return str(ipaddress.ip_address(host.split("%", 1)[0]))
 
 
 def _isUnspecified(host: str) -> bool:

@@ -14,7 +14,13 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from .._wire import AddressType as _AddressType
-from .._wire import ProtocolError, UDPDatagram, addressTypeOf, readUDPDatagram
+from .._wire import (
+    ProtocolError,
+    UDPDatagram,
+    addressTypeOf,
+    normalizeIP,
+    readUDPDatagram,
+)
 
 _log = Logger()
 
@@ -26,10 +32,6 @@ MAX_NAMES = 256
 MAX_PENDING_RESOLUTIONS = 64
 
 Resolver = Callable[[str, int], "defer.Deferred[list[str]]"]
-
-
-def _normalized(host: str) -> str:
-    return str(ipaddress.ip_address(host.split("%", 1)[0]))
 
 
 class UDPAssociation(DatagramProtocol):
@@ -52,7 +54,7 @@ class UDPAssociation(DatagramProtocol):
     def __init__(
         self, clientHost: str, clientPort: int, family: int, resolve: Resolver
     ) -> None:
-        self.clientHost = _normalized(clientHost)
+        self.clientHost = normalizeIP(clientHost)
         self.clientPort = clientPort
         self._family = family
         self._resolve = resolve
@@ -70,7 +72,7 @@ class UDPAssociation(DatagramProtocol):
         return self.datagramsFromClient + self.datagramsToClient
 
     def datagramReceived(self, datagram: bytes, addr: tuple[str, int]) -> None:
-        host, port = _normalized(addr[0]), addr[1]
+        host, port = normalizeIP(addr[0]), addr[1]
         if host == self.clientHost and self.clientPort in (0, port):
             self.clientPort = port
             self._fromClient(datagram)
@@ -129,7 +131,7 @@ class UDPAssociation(DatagramProtocol):
         d.addBoth(done)
 
     def _send(self, data: bytes, host: str, port: int) -> None:
-        host = _normalized(host)
+        host = normalizeIP(host)
         target = (host, port)
         if target not in self._targets:
             if len(self._targets) >= MAX_TARGETS:
