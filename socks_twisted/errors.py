@@ -1,13 +1,21 @@
 """
 Exceptions for SOCKS failures, shared by the server and the client.
 
+The table between reply codes and exceptions lives here, both ways: the
+client turns a failure reply into an exception (L{errorForSOCKS5Reply}), the
+server turns the exception its outbound connection failed with into a reply
+code (L{replyCodeFor}).
+
 Every one is a L{twisted.internet.error.ConnectError}, so code that handles
 connection failures generically keeps working through a proxy.  Where Twisted
 has a matching error (refused, no route, timed out), the class is also an
 instance of it.
 """
 
-from twisted.internet import error
+import errno
+
+from twisted.internet import defer, error
+from twisted.python.failure import Failure
 
 from ._wire import SOCKS4ReplyCode, SOCKS5ReplyCode
 
@@ -196,3 +204,42 @@ def errorForSOCKS4Reply(code: int) -> SOCKSReplyError:
     """
     cls = _SOCKS4_ERRORS.get(code)
     return cls() if cls is not None else UnknownReplyError(code)
+
+
+_ERRNO_REPLIES = {
+    errno.ECONNREFUSED: SOCKS5ReplyCode.CONNECTION_REFUSED,
+    errno.EHOSTUNREACH: SOCKS5ReplyCode.HOST_UNREACHABLE,
+    errno.EHOSTDOWN: SOCKS5ReplyCode.HOST_UNREACHABLE,
+    errno.ENETUNREACH: SOCKS5ReplyCode.NETWORK_UNREACHABLE,
+    errno.ENETDOWN: SOCKS5ReplyCode.NETWORK_UNREACHABLE,
+    errno.ETIMEDOUT: SOCKS5ReplyCode.TTL_EXPIRED,
+    errno.EACCES: SOCKS5ReplyCode.NOT_ALLOWED,
+    errno.EPERM: SOCKS5ReplyCode.NOT_ALLOWED,
+}
+
+
+def replyCodeFor(failure: Failure | BaseException) -> SOCKS5ReplyCode:
+    """
+    The SOCKS5 reply code that names why reaching a target failed: the
+    inverse of L{errorForSOCKS5Reply}, for Twisted's own connection errors,
+    OS errors and our L{SOCKSReplyError}s alike.
+    """
+    value = failure.value if isinstance(failure, Failure) else failure
+    if isinstance(value, SOCKSReplyError) and value.code in _SOCKS5_ERRORS:
+        return SOCKS5ReplyCode(value.code)
+    if isinstance(value, error.ConnectionRefusedError):
+        return SOCKS5ReplyCode.CONNECTION_REFUSED
+    if isinstance(value, (error.DNSLookupError, error.UnknownHostError)):
+        return SOCKS5ReplyCode.HOST_UNREACHABLE
+    if isinstance(
+        value, (error.TimeoutError, error.TCPTimedOutError, defer.TimeoutError)
+    ):
+        return SOCKS5ReplyCode.TTL_EXPIRED
+    osError = getattr(value, "osError", None)
+    if isinstance(value, OSError):
+        osError = value.errno
+    if isinstance(osError, int) and osError in _ERRNO_REPLIES:
+        return _ERRNO_REPLIES[osError]
+    if isinstance(value, error.NoRouteError):
+        return SOCKS5ReplyCode.NETWORK_UNREACHABLE
+    return SOCKS5ReplyCode.GENERAL_FAILURE

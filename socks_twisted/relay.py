@@ -12,14 +12,16 @@ import struct
 from collections.abc import Callable
 
 from twisted.internet import error
-from twisted.internet.interfaces import IPushProducer, ITCPTransport, ITransport
+from twisted.internet.interfaces import IPushProducer, ITCPTransport
 from twisted.python.failure import Failure
 from zope.interface import implementer
+
+from ._transport import StreamTransport, socketOf
 
 _LINGER_RESET = struct.pack("ii", 1, 0)
 
 
-def resetConnection(transport: ITransport) -> None:
+def resetConnection(transport: StreamTransport) -> None:
     """
     End C{transport} with a TCP reset where it is a TCP socket (SO_LINGER 0
     makes close() send RST), so that a reset seen on one side of the relay
@@ -27,12 +29,12 @@ def resetConnection(transport: ITransport) -> None:
     """
     if ITCPTransport.providedBy(transport):
         try:
-            transport.getHandle().setsockopt(  # type: ignore[attr-defined]
+            socketOf(transport).setsockopt(
                 socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET
             )
         except (OSError, AttributeError):
             pass  # already closed, or not a real socket: abort is enough
-    transport.abortConnection()  # type: ignore[attr-defined]
+    transport.abortConnection()
 
 
 @implementer(IPushProducer)
@@ -46,17 +48,17 @@ class _Reader:
     would re-arm a reader on a finished socket, so it is ignored.
     """
 
-    def __init__(self, transport: ITransport) -> None:
+    def __init__(self, transport: StreamTransport) -> None:
         self.transport = transport
         self.eof = False
 
     def pauseProducing(self) -> None:
         if not self.eof:
-            self.transport.pauseProducing()  # type: ignore[attr-defined]
+            self.transport.pauseProducing()
 
     def resumeProducing(self) -> None:
         if not self.eof:
-            self.transport.resumeProducing()  # type: ignore[attr-defined]
+            self.transport.resumeProducing()
 
     def stopProducing(self) -> None:
         pass
@@ -77,8 +79,8 @@ class Relay:
 
     def __init__(
         self,
-        left: ITransport,
-        right: ITransport,
+        left: StreamTransport,
+        right: StreamTransport,
         finished: Callable[[], None] = lambda: None,
     ) -> None:
         self._readers = (_Reader(left), _Reader(right))
@@ -86,7 +88,7 @@ class Relay:
         self._lost = [False, False]
         self._finished = finished
 
-    def _index(self, transport: ITransport) -> int:
+    def _index(self, transport: StreamTransport) -> int:
         return 0 if self._readers[0].transport is transport else 1
 
     def start(self) -> None:
@@ -94,10 +96,10 @@ class Relay:
         Make each side's write buffer throttle the other side's reading.
         """
         left, right = self._readers
-        left.transport.registerProducer(right, True)  # type: ignore[attr-defined]
-        right.transport.registerProducer(left, True)  # type: ignore[attr-defined]
+        left.transport.registerProducer(right, True)
+        right.transport.registerProducer(left, True)
 
-    def readClosed(self, transport: ITransport) -> None:
+    def readClosed(self, transport: StreamTransport) -> None:
         """
         C{transport}'s peer sent end-of-file: shut the other side's write
         direction once its buffer is flushed.
@@ -109,7 +111,7 @@ class Relay:
         if self._lost[other]:
             return
         self._writeShut[other] = True
-        otherTransport.loseWriteConnection()  # type: ignore[attr-defined]
+        otherTransport.loseWriteConnection()
         self._closeIfDone(other)
         self._closeIfDone(this)
 
@@ -122,7 +124,7 @@ class Relay:
             if not self._lost[index]:
                 self._readers[index].transport.loseConnection()
 
-    def connectionLost(self, transport: ITransport, reason: Failure) -> None:
+    def connectionLost(self, transport: StreamTransport, reason: Failure) -> None:
         """
         C{transport}'s connection ended for C{reason}: end the other side the
         same way, cleanly or with a reset.
@@ -134,7 +136,7 @@ class Relay:
         self._lost[this] = True
         if not self._lost[other]:
             otherTransport = self._readers[other].transport
-            otherTransport.unregisterProducer()  # type: ignore[attr-defined]
+            otherTransport.unregisterProducer()
             if isinstance(reason.value, error.ConnectionDone):
                 otherTransport.loseConnection()
             else:

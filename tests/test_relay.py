@@ -1016,7 +1016,7 @@ class SessionLogTests(RelayTestCase):
         self.assertEqual(event["bytesFromClient"], 123457)
         self.assertEqual(event["bytesToClient"], 654321)
         self.assertEqual(event["reply"], 0)
-        self.assertEqual(event["version"], 5)
+        self.assertEqual(event["version"], "5")
         self.assertEqual(event["command"], "CONNECT")
         self.assertEqual(event["target"], f"127.0.0.1:{targetPort}")
 

@@ -1,8 +1,24 @@
 """
 The SOCKS server: a listening factory that serves SOCKS4, SOCKS4a and SOCKS5.
+
+How a session flows, module by module:
+
+ - L{_factory}: accepts a connection (or refuses it past C{maxSessions})
+   and builds a L{_session.SOCKSServerProtocol} that reads the
+   L{_settings.ServerSettings} and L{_settings.Network} it was given;
+ - L{_session}: sniffs the version (L{_foreign} answers HTTP and TLS sent
+   by mistake), runs the handshake on the sans-I/O wire layer, checks
+   credentials, then hands the request to its command's handler;
+ - L{_command}: the one interface every handler implements: a request in, a
+   cancellable L{Deferred} of the outcome out; L{_connect}, L{_bind} and
+   L{_associate} are the three handlers (L{_udp} is the association's
+   datagram relay, L{_target} the connection to the other side);
+ - L{socks_twisted.relay}: pumps bytes once the session relays;
+ - L{_sessionlog}: the one escaped log line each session ends with.
 """
 
 from ._factory import SOCKSServerFactory
 from ._session import SOCKSServerProtocol
+from ._settings import Network, ServerSettings
 
-__all__ = ["SOCKSServerFactory", "SOCKSServerProtocol"]
+__all__ = ["Network", "SOCKSServerFactory", "SOCKSServerProtocol", "ServerSettings"]

@@ -1,29 +1,38 @@
 """
-BIND: a listening socket for one session that accepts exactly one peer.
+BIND: listen for one peer on the client's behalf, announce where, and hand
+the peer's connection to the session.
 """
 
-from typing import TYPE_CHECKING
+import socket
 
-from twisted.internet import defer, error
+from twisted.internet import defer
 from twisted.internet.interfaces import IAddress, IListeningPort
 from twisted.internet.protocol import Factory
+from twisted.python.failure import Failure
 
-from ._outbound import TargetProtocol, hostAndPort
+from .._addresses import familyOf, familyOfAddress, hostAndPort, isUnspecified
+from .._transport import StreamTransport
+from .._wire import SOCKS5ReplyCode, normalizeIP
+from ..errors import SOCKSError, replyCodeFor
+from ._command import CommandContext, Outcome, RefusedError, Relayed, Request
+from ._connect import OWN_ADDRESS_REASON
+from ._local import replyAddress, serviceInterface
+from ._target import TargetProtocol
 
-if TYPE_CHECKING:
-    from ._session import SOCKSServerProtocol
 
-
-class UnexpectedPeerError(error.ConnectError):
+class UnexpectedPeerError(SOCKSError):
     """
     The connection to a BIND listener came from an address other than the
     one the request named.
     """
 
+    def __init__(self, string: str) -> None:
+        super().__init__(string=string)
+
 
 class _AcceptedProtocol(TargetProtocol):
-    def __init__(self, session: "SOCKSServerProtocol", accepted: "BindFactory") -> None:
-        super().__init__(session)
+    def __init__(self, client: StreamTransport, accepted: "BindFactory") -> None:
+        super().__init__(client)
         self._accepted = accepted
 
     def connectionMade(self) -> None:
@@ -42,17 +51,20 @@ class BindFactory(Factory):
     noisy = False
 
     def __init__(
-        self, session: "SOCKSServerProtocol", expected: frozenset[str] | None
+        self, client: StreamTransport, expected: frozenset[str] | None
     ) -> None:
-        self._session = session
+        self._client = client
         self._expected = expected
         self._done = False
         self.listener: IListeningPort | None = None
         self.peer: defer.Deferred[TargetProtocol] = defer.Deferred(
-            lambda d: self._stopListening()
+            lambda d: self.stopListening()
         )
 
-    def _stopListening(self) -> None:
+    def stopListening(self) -> None:
+        """
+        Close the listener (once); no connection is accepted after this.
+        """
         self._done = True
         listener, self.listener = self.listener, None
         if listener is not None:
@@ -61,20 +73,85 @@ class BindFactory(Factory):
     def buildProtocol(self, addr: IAddress | None) -> TargetProtocol | None:
         if self._done:
             return None
-        self._stopListening()
+        self.stopListening()
         host, port = hostAndPort(addr) if addr is not None else ("?", 0)
         if self._expected is not None and host not in self._expected:
             expected = ", ".join(sorted(self._expected))
             self.peer.errback(
-                UnexpectedPeerError(  # type: ignore[no-untyped-call]
+                UnexpectedPeerError(
                     string=f"connection from {host}:{port}, expected from {expected}"
                 )
             )
             return None
-        return _AcceptedProtocol(self._session, self)
+        return _AcceptedProtocol(self._client, self)
 
     def accepted(self, protocol: TargetProtocol) -> None:
         """
         The one accepted connection is made.
         """
         self.peer.callback(protocol)
+
+
+async def _bind(request: Request, context: CommandContext) -> Outcome:
+    host = request.host
+    family: int
+    if request.version == 4:
+        family = socket.AF_INET
+    else:
+        family = familyOf(host) or familyOfAddress(context.localAddress)
+    if familyOf(host) is None:
+        try:
+            expected: list[str] | None = await context.network.resolve(host, family)
+        except defer.CancelledError:
+            raise
+        except Exception as e:
+            raise _refusal(Failure(e)) from e
+    elif isUnspecified(host):
+        expected = None
+    else:
+        if (host, request.port) in context.ownAddresses:
+            raise RefusedError(SOCKS5ReplyCode.NOT_ALLOWED, OWN_ADDRESS_REASON)
+        expected = [host]
+    peers = BindFactory(
+        context.client, frozenset(map(normalizeIP, expected)) if expected else None
+    )
+    interface = serviceInterface(context.localAddress, family)
+    try:
+        port = await context.network.listen(interface).listen(peers)
+    except defer.CancelledError:
+        raise
+    except Exception as e:
+        raise _refusal(Failure(e)) from e
+    peers.listener = port
+    context.announce(*replyAddress(port.getHost(), context.settings.externalAddress))
+    timeout = context.settings.bindTimeout
+    waiting = peers.peer
+    waiting.addTimeout(timeout, context.reactor)
+    try:
+        peer = await waiting
+    except defer.CancelledError:
+        raise
+    except defer.TimeoutError as e:
+        raise RefusedError(
+            SOCKS5ReplyCode.TTL_EXPIRED,
+            f"BIND failed: no peer connected within {timeout:g} s",
+        ) from e
+    except Exception as e:
+        raise _refusal(Failure(e)) from e
+    return Relayed(peer, hostAndPort(peer.stream.getPeer()))
+
+
+def _refusal(failure: Failure) -> RefusedError:
+    if isinstance(failure.value, UnexpectedPeerError):
+        code = SOCKS5ReplyCode.NOT_ALLOWED
+    else:
+        code = replyCodeFor(failure)
+    return RefusedError(code, f"BIND failed: {failure.getErrorMessage()}")
+
+
+def bind(request: Request, context: CommandContext) -> "defer.Deferred[Outcome]":
+    """
+    Serve a BIND: listen, announce the listener, and return the one peer's
+    connection, or L{RefusedError}.
+    """
+    return defer.Deferred.fromCoroutine(_bind(request, context))

@@ -1,32 +1,37 @@
 """
-The listening factory: shared settings and the session count.
+The listening factory: one server's settings, network, own addresses and
+session count.
 """
 
-from collections.abc import Callable
 from typing import cast
 
 from twisted.cred.portal import Portal
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
 from twisted.internet.interfaces import (
     IAddress,
-    IListeningPort,
     IReactorPluggableNameResolver,
     IReactorTime,
     IReactorUDP,
-    IStreamClientEndpoint,
     IStreamServerEndpoint,
 )
-from twisted.internet.protocol import DatagramProtocol, Factory
+from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
+from .._addresses import formatAddress
 from ._outbound import ConnectReactor, endpointFor
+from ._own import OwnAddresses
 from ._resolve import resolveName
 from ._session import SOCKSServerProtocol
-from ._udp import Resolver
+from ._settings import (
+    Dialler,
+    ListenerMaker,
+    Network,
+    Resolver,
+    ServerSettings,
+    UDPOpener,
+)
 
 _log = Logger()
-
-EndpointMaker = Callable[[str, int, float], IStreamClientEndpoint]
 
 
 class SOCKSServerFactory(Factory):
@@ -34,26 +39,13 @@ class SOCKSServerFactory(Factory):
     Serve SOCKS4, SOCKS4a and SOCKS5 on every connection: the first byte
     tells which.
 
-    @param reactor: Runs the timers; the default C{endpointFor} also dials
-        targets with it, so it must then provide L{IReactorTCP} and
-        L{IReactorPluggableNameResolver} too.
-    @param portal: When given, SOCKS5 clients must pass RFC 1929
-        username/password authentication against it, and SOCKS4 requests
-        are refused unless C{allowSOCKS4WithAuth}.
-    @param handshakeTimeout: Seconds from accepting a connection to its
-        request being read, in total (not reset by each byte).
-    @param connectTimeout: Seconds allowed to reach the target, name
-        resolution included.
-    @param idleTimeout: Seconds without a byte either way after which an
-        established session is closed; C{None} for never.
-    @param maxSessions: Sessions open at once; connections beyond it are
-        closed as soon as they are accepted.
-    @param bindTimeout: Seconds a BIND listener waits for its peer.
-    @param udpTimeout: Seconds without a datagram either way after which a
-        UDP association ends.
-    @param externalAddress: The IP that BIND and UDP ASSOCIATE replies name
-        instead of the listener's own (the server's public address behind
-        NAT); C{None} to name the address the client reached us at.
+    The settings are given either as one L{ServerSettings} (C{settings}) or
+    as its fields by keyword (C{portal}, C{handshakeTimeout}, ...; see
+    L{ServerSettings}), not both.
+
+    @param reactor: Runs the timers; the default network also dials,
+        listens and resolves with it, so it must then provide L{IReactorTCP},
+        L{IReactorUDP} and L{IReactorPluggableNameResolver} too.
     @param endpointFor: Makes the endpoint that dials C{(host, port,
         timeout)}; by default TCP for IP literals and L{HostnameEndpoint} for
         names.
@@ -63,59 +55,56 @@ class SOCKSServerFactory(Factory):
         by default the reactor's, on an ephemeral port.
     @param resolve: Resolves a name to the addresses of one family (for BIND
         peers and UDP targets); by default the reactor's resolver.
+
+    @ivar sessions: The sessions open now.
+    @ivar ownAddresses: Where this server listens: never a destination.
     """
 
     def __init__(
         self,
         reactor: IReactorTime,
         *,
+        settings: ServerSettings | None = None,
         portal: Portal | None = None,
-        allowSOCKS4WithAuth: bool = False,
-        handshakeTimeout: float = 30.0,
-        connectTimeout: float = 30.0,
-        idleTimeout: float | None = None,
-        maxSessions: int = 1024,
-        bindTimeout: float = 120.0,
-        udpTimeout: float = 300.0,
-        externalAddress: str | None = None,
-        endpointFor: EndpointMaker | None = None,
-        listenFor: Callable[[str], IStreamServerEndpoint] | None = None,
-        listenUDP: Callable[[str, DatagramProtocol], IListeningPort] | None = None,
+        endpointFor: Dialler | None = None,
+        listenFor: ListenerMaker | None = None,
+        listenUDP: UDPOpener | None = None,
         resolve: Resolver | None = None,
+        **fields: object,
     ) -> None:
+        if settings is None:
+            settings = ServerSettings(portal=portal, **fields)  # type: ignore[arg-type]  # checked by the dataclass at run time
+        elif portal is not None or fields:
+            raise TypeError("give settings or its fields, not both")
         self.reactor = reactor
-        self.portal = portal
-        self.allowSOCKS4WithAuth = allowSOCKS4WithAuth
-        self.handshakeTimeout = handshakeTimeout
-        self.connectTimeout = connectTimeout
-        self.idleTimeout = idleTimeout
-        self.maxSessions = maxSessions
-        self.endpointFor: EndpointMaker = endpointFor or (
-            lambda host, port, timeout: _defaultEndpoint(
-                cast(_FullReactor, reactor), host, port, timeout
-            )
-        )
-        self.bindTimeout = bindTimeout
-        self.udpTimeout = udpTimeout
-        self.externalAddress = externalAddress
+        self.settings = settings
         full = cast(_FullReactor, reactor)
-        self.listenFor: Callable[[str], IStreamServerEndpoint] = listenFor or (
-            lambda interface: _listenerFor(full, interface)
+        self.network = Network(
+            dial=endpointFor
+            or (lambda host, port, timeout: endpointFor_(full, host, port, timeout)),
+            listen=listenFor or (lambda interface: _listenerFor(full, interface)),
+            listenUDP=listenUDP
+            or (lambda interface, p: full.listenUDP(0, p, interface, 65535)),
+            resolve=resolve or (lambda name, family: resolveName(full, name, family)),
         )
-        self.listenUDP: Callable[[str, DatagramProtocol], IListeningPort] = (
-            listenUDP or (lambda interface, p: full.listenUDP(0, p, interface, 65535))
-        )
-        self.resolve: Resolver = resolve or (
-            lambda name, family: resolveName(full, name, family)
-        )
+        self.ownAddresses = OwnAddresses()
         self.sessions: set[SOCKSServerProtocol] = set()
 
+    def addListeningAddress(self, address: IAddress) -> None:
+        """
+        Tell the server an address it listens on (the C{getHost()} of a
+        listening port), so that it refuses requests to reach itself there.
+        Addresses clients are accepted on are learnt without this; telling
+        it covers the addresses no client has used yet.
+        """
+        self.ownAddresses.add(address)
+
     def buildProtocol(self, addr: IAddress | None) -> SOCKSServerProtocol | None:
-        if len(self.sessions) >= self.maxSessions:
+        if len(self.sessions) >= self.settings.maxSessions:
             _log.warn(
                 "refusing connection from {peer}: {count} sessions open, "
                 "the limit (--max-sessions)",
-                peer=addr,
+                peer=formatAddress(addr),
                 count=len(self.sessions),
             )
             return None
@@ -130,7 +119,7 @@ class SOCKSServerFactory(Factory):
         self.sessions.discard(protocol)
 
 
-_defaultEndpoint = endpointFor
+endpointFor_ = endpointFor
 
 
 class _FullReactor(ConnectReactor, IReactorUDP, IReactorPluggableNameResolver):

@@ -1,29 +1,28 @@
 """
-One SOCKS session on the server: the handshake, the outbound connection, and
-the hand-over to the relay.
+One SOCKS session on the server: the handshake and its phases, the hand-off
+to a command handler, the relay, and the session's end.
 """
 
-import ipaddress
-import socket
 from collections.abc import Callable
-from enum import Enum, auto
+from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin, UnhandledCredentials
 from twisted.internet import defer
-from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import (
     IAddress,
     IDelayedCall,
     IHalfCloseableProtocol,
     IListeningPort,
+    IReactorTime,
 )
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from .._transport import StreamTransport, streamTransport
 from .._wire import (
     NEED_DATA,
     AuthMethod,
@@ -41,15 +40,21 @@ from .._wire import (
     SOCKS5Request,
     UsernamePasswordRequest,
     UsernamePasswordStatus,
-    addressTypeOf,
-    normalizeIP,
 )
 from .._wire import AddressType as _AddressType
+from .._wire import addressTypeOf as _addressTypeOf
 from ..auth import ISOCKSUser
 from ..relay import Relay
-from ._bind import BindFactory, UnexpectedPeerError
+from ._associate import associate
+from ._bind import bind
+from ._command import Associated, Handler, Outcome, RefusedError, Relayed, Request
+from ._connect import connect
+from ._foreign import HTTP_ANSWER, LONGEST_PREFIX, Foreign, identify
 from ._idle import IdleWatch
-from ._outbound import TargetFactory, TargetProtocol, hostAndPort, replyCodeFor
+from ._own import OwnAddresses
+from ._sessionlog import clientName, logSession
+from ._settings import Network, ServerSettings
+from ._target import TargetProtocol
 from ._udp import UDPAssociation
 
 if TYPE_CHECKING:
@@ -57,19 +62,32 @@ if TYPE_CHECKING:
 
 _log = Logger()
 
+#: The handler of each command.
+HANDLERS: dict[Command, Handler] = {
+    Command.CONNECT: connect,
+    Command.BIND: bind,
+    Command.UDP_ASSOCIATE: associate,
+}
+
 
 class _Phase(Enum):
-    HANDSHAKE = auto()
-    AUTHENTICATING = auto()
-    CONNECTING = auto()  # dialling the target, or waiting for the BIND peer
-    RELAYING = auto()
-    ASSOCIATED = auto()  # UDP: the TCP connection only keeps it alive
-    CLOSED = auto()
+    HANDSHAKE = "handshake"
+    AUTHENTICATING = "authentication"
+    CONNECTING = "connecting"  # dialling the target, or waiting for the BIND peer
+    RELAYING = "relaying"
+    ASSOCIATED = "association"  # UDP: the TCP connection only keeps it alive
+    CLOSED = "closed"
 
 
 #: Seconds a refused session waits for the client to close after the reply
 #: (RFC 1928 allows up to 10).
 LINGER_TIMEOUT = 2.0
+
+#: Seconds a session whose client sent end-of-file before its reply keeps
+#: its credential check, dial or BIND listener going.  A client that
+#: pipelined its request and data and then half-closed is served if the
+#: target answers within it; one that gave up frees its slot after it.
+DEPARTURE_GRACE = 3.0
 
 #: The most a session holds of what the client sent before the target is
 #: connected (or while its credentials are checked) before it stops reading.
@@ -86,23 +104,30 @@ class SOCKSServerProtocol(Protocol):
 
     The handshake runs on a L{ServerConnection}; its phases here are an
     explicit enum because each one is a single asynchronous wait (a credential
-    check, an outbound connection), not a grammar.  Once the session relays,
+    check, a command's outcome), not a grammar.  Once the session relays,
     C{dataReceived} is one write to the target's transport.
     """
 
     def __init__(self, factory: "SOCKSServerFactory") -> None:
         self.factory = factory
-        self._reactor = factory.reactor
+        self.settings: ServerSettings = factory.settings
+        self.network: Network = factory.network
+        self.ownAddresses: OwnAddresses = factory.ownAddresses
+        self.reactor: IReactorTime = factory.reactor
         self._wire = ServerConnection()
         self._phase = _Phase.HANDSHAKE
         self._deadline: IDelayedCall | None = None
         self._lingerCall: IDelayedCall | None = None
+        self._graceCall: IDelayedCall | None = None
         self._pending: defer.Deferred[Any] | None = None
+        self._isSOCKS = False
+        self._prefix = b""
         self._earlyData: list[bytes] = []
         self._clientEOF = False
         self._held = 0
         self._paused = False
         self._target: TargetProtocol | None = None
+        self._targetTransport: StreamTransport
         self._relay: Relay | None = None
         self._idle: IdleWatch | None = None
         self._association: UDPAssociation | None = None
@@ -110,24 +135,56 @@ class SOCKSServerProtocol(Protocol):
         self._ended = False
         self.bytesFromClient = 0
         self.user: bytes | None = None
+        self.versionName = "-"
         self.command: Command | None = None
         self.target: tuple[str, int] | None = None
         self.replyCode: int | None = None
         self.reason = ""
 
+    # What a command handler sees (CommandContext)
+
+    @property
+    def client(self) -> StreamTransport:
+        """
+        The client's connection.
+        """
+        return self._client
+
+    @property
+    def localAddress(self) -> IAddress:
+        """
+        The address the client reached this server at.
+        """
+        return self._host
+
+    def announce(self, host: str, port: int) -> None:
+        """
+        Send an interim success reply (BIND's first).
+        """
+        self._client.write(self._wire.send(self._success(host, port)))
+
     # Protocol events
 
     def connectionMade(self) -> None:
-        self._started = self._reactor.seconds()
-        self._deadline = self._reactor.callLater(
-            self.factory.handshakeTimeout, self._handshakeTimedOut
+        self._client = streamTransport(self.transport)
+        # Kept: a TCP transport cannot tell its own address once closed.
+        self._host = self._client.getHost()
+        self.ownAddresses.add(self._host)
+        self._started = self.reactor.seconds()
+        self._deadline = self.reactor.callLater(
+            self.settings.handshakeTimeout, self._handshakeTimedOut
         )
 
     def dataReceived(self, data: bytes) -> None:
         if self._phase is _Phase.RELAYING:
             self.bytesFromClient += len(data)
-            self._target.transport.write(data)  # type: ignore[union-attr]
+            self._targetTransport.write(data)
         elif self._phase is _Phase.HANDSHAKE:
+            if not self._isSOCKS:
+                if self._prefix or data[:1] not in (b"\x04", b"\x05"):
+                    self._notSOCKS(data)
+                    return
+                self._isSOCKS = True
             self._wire.receiveData(data)
             self._advance()
         elif self._phase is _Phase.AUTHENTICATING:
@@ -140,9 +197,14 @@ class SOCKSServerProtocol(Protocol):
 
     def readConnectionLost(self) -> None:
         if self._relay is not None:
-            self._relay.readClosed(self.transport)  # type: ignore[arg-type]
-        elif self._phase is _Phase.CONNECTING:
-            self._clientEOF = True  # delivered as a half-close once connected
+            self._relay.readClosed(self._client)
+        elif self._phase in (_Phase.AUTHENTICATING, _Phase.CONNECTING):
+            # Either a client that gave up, or one that pipelined its request
+            # and data and half-closed: serve it if the outcome comes soon.
+            self._clientEOF = True
+            self._graceCall = self.reactor.callLater(DEPARTURE_GRACE, self._departed)
+        elif self._phase is _Phase.CLOSED:
+            self._client.loseConnection()  # lingering: the client is done
         else:
             self._close(
                 "client closed the UDP control connection"
@@ -150,7 +212,7 @@ class SOCKSServerProtocol(Protocol):
                 else "client closed the connection during the handshake"
             )
             # The client has finished sending: nothing is left to drain.
-            self.transport.loseConnection()  # type: ignore[union-attr]
+            self._client.loseConnection()
 
     def writeConnectionLost(self) -> None:
         pass  # the relay shut this direction itself
@@ -159,18 +221,40 @@ class SOCKSServerProtocol(Protocol):
         self.factory.sessionClosed(self)
         self._cancelTimers()
         if self._relay is not None:
-            self._relay.connectionLost(self.transport, reason)  # type: ignore[arg-type]
+            self._relay.connectionLost(self._client, reason)
             return
         if self._phase is not _Phase.CLOSED:
+            phase = self._phase.value
             self._phase = _Phase.CLOSED
             self.reason = self.reason or (
-                "client disconnected: " + reason.getErrorMessage()
+                f"client left during {phase}: {reason.getErrorMessage()}"
             )
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.cancel()
+        self._cancelPending()
         self._endAssociation()
         self._endSession()
+
+    # Not SOCKS at all
+
+    def _notSOCKS(self, data: bytes) -> None:
+        self._prefix += data
+        kind = identify(self._prefix[:LONGEST_PREFIX])
+        if kind is Foreign.UNDECIDED:
+            return
+        prefix, self._prefix = self._prefix, b""
+        if kind is Foreign.UNKNOWN:
+            self._isSOCKS = True
+            self._wire.receiveData(prefix)  # the wire layer names the error
+            self._advance()
+            return
+        self.replyCode = None
+        if kind is Foreign.HTTP:
+            self._close(
+                "protocol error: an HTTP request, not a SOCKS request "
+                "(is the client configured with this as an HTTP proxy?)",
+                HTTP_ANSWER,
+            )
+        else:
+            self._close("protocol error: a TLS ClientHello, not a SOCKS request")
 
     # The handshake
 
@@ -187,44 +271,51 @@ class SOCKSServerProtocol(Protocol):
 
     def _handle(self, event: Message) -> None:
         if isinstance(event, SOCKS5Greeting):
+            self.versionName = "5"
             self._chooseMethod(event)
         elif isinstance(event, UsernamePasswordRequest):
             self._authenticate(event)
         elif isinstance(event, SOCKS5Request):
-            self._request(event.command, event.host, event.port)
+            self._request(Request(event.command, event.host, event.port, 5))
         elif isinstance(event, SOCKS4Request):
+            self.versionName = "4a" if event.isSOCKS4a else "4"
             self.user = event.userID or None
-            if self.factory.portal is not None and not self.factory.allowSOCKS4WithAuth:
+            request = Request(event.command, event.host, event.port, 4)
+            if (
+                self.settings.portal is not None
+                and not self.settings.allowSOCKS4WithAuth
+            ):
                 self.command, self.target = event.command, (event.host, event.port)
                 self._refuse(
                     SOCKS5ReplyCode.NOT_ALLOWED,
                     "SOCKS4 carries no password and authentication is required",
                 )
                 return
-            self._request(event.command, event.host, event.port)
+            self._request(request)
 
     def _chooseMethod(self, greeting: SOCKS5Greeting) -> None:
         wanted = (
             AuthMethod.USERNAME_PASSWORD
-            if self.factory.portal is not None
+            if self.settings.portal is not None
             else AuthMethod.NO_AUTHENTICATION
         )
         if wanted in greeting.methods:
-            self.transport.write(self._wire.send(MethodSelection(wanted)))  # type: ignore[union-attr]
+            self._client.write(self._wire.send(MethodSelection(wanted)))
         else:
             offered = ", ".join(f"{m:#04x}" for m in greeting.methods)
-            self.transport.write(  # type: ignore[union-attr]
+            self._client.write(
                 self._wire.send(MethodSelection(AuthMethod.NO_ACCEPTABLE_METHODS))
             )
             self.replyCode = AuthMethod.NO_ACCEPTABLE_METHODS
             self._close(f"no acceptable method among those offered ({offered})")
 
     def _authenticate(self, request: UsernamePasswordRequest) -> None:
-        assert self.factory.portal is not None
+        portal = self.settings.portal
+        assert portal is not None
         self._phase = _Phase.AUTHENTICATING
         self.user = request.username
         credentials = UsernamePassword(request.username, request.password)
-        login = self.factory.portal.login(credentials, None, ISOCKSUser)
+        login = portal.login(credentials, None, ISOCKSUser)
         self._pending = login
         login.addCallbacks(self._authenticated, self._notAuthenticated)
 
@@ -232,7 +323,7 @@ class SOCKSServerProtocol(Protocol):
         self._pending = None
         _, avatar, _ = result
         self.user = avatar.username or self.user
-        self.transport.write(self._wire.send(UsernamePasswordStatus(0)))  # type: ignore[union-attr]
+        self._client.write(self._wire.send(UsernamePasswordStatus(0)))
         self._phase = _Phase.HANDSHAKE
         self._release()
         self._advance()
@@ -248,78 +339,68 @@ class SOCKSServerProtocol(Protocol):
         else:
             _log.failure("credential checker failed", failure)
             reason = "authentication failed: the credential checker raised an error"
-        self.transport.write(self._wire.send(UsernamePasswordStatus(1)))  # type: ignore[union-attr]
+        self._client.write(self._wire.send(UsernamePasswordStatus(1)))
         self.replyCode = 1
         self._close(reason)
 
-    def _request(self, command: Command, host: str, port: int) -> None:
-        self.command, self.target = command, (host, port)
-        if command is Command.CONNECT:
-            if _isUnspecified(host):
-                self._refuse(
-                    SOCKS5ReplyCode.HOST_UNREACHABLE, "unspecified target address"
-                )
-            else:
-                self._connect(host, port)
-        elif command is Command.BIND:
-            self._bind(host)
-        else:
-            self._associate(port)
+    # The request
 
-    def _waitForTarget(self) -> None:
-        """
-        Stop the handshake clock; hold what the client sent so far, and
-        sends meanwhile, for the target.
-        """
+    def _request(self, request: Request) -> None:
+        self.command, self.target = request.command, (request.host, request.port)
         self._phase = _Phase.CONNECTING
         self._cancelDeadline()
         trailing = self._wire.takeTrailingData()
-        self._earlyData.append(trailing)
-        self._hold(len(trailing))
+        if request.command is not Command.UDP_ASSOCIATE:
+            self._earlyData.append(trailing)
+            self._hold(len(trailing))
+        outcome = HANDLERS[request.command](request, self)
+        self._pending = outcome
+        outcome.addCallbacks(self._succeeded, self._failed)
+
+    def _succeeded(self, outcome: Outcome) -> None:
+        self._pending = None
+        if isinstance(outcome, Relayed):
+            self._relayTo(outcome.target, outcome.replyAddress)
+        else:
+            self._associated(outcome)
+
+    def _failed(self, failure: Failure) -> None:
+        self._pending = None
+        if failure.check(defer.CancelledError) or self._phase is _Phase.CLOSED:
+            return  # the client left or the deadline passed: already ended
+        self._earlyData.clear()
+        if isinstance(failure.value, RefusedError):
+            self._refuse(failure.value.code, failure.value.reason)
+        else:
+            _log.failure("command handler failed", failure)
+            self._refuse(SOCKS5ReplyCode.GENERAL_FAILURE, "internal error")
 
     def _hold(self, count: int) -> None:
         self._held += count
         if self._held > HOLD_LIMIT and not self._paused:
             self._paused = True
-            self.transport.pauseProducing()  # type: ignore[union-attr]
+            self._client.pauseProducing()
 
     def _release(self) -> None:
         self._held = 0
         if self._paused:
             self._paused = False
-            self.transport.resumeProducing()  # type: ignore[union-attr]
+            self._client.resumeProducing()
 
-    # The outbound connection
+    # Success
 
-    def _connect(self, host: str, port: int) -> None:
-        self._waitForTarget()
-        timeout = self.factory.connectTimeout
-        try:
-            endpoint = self.factory.endpointFor(host, port, timeout)
-            connecting = endpoint.connect(TargetFactory(self))
-        except Exception as e:  # a name that cannot even be dialled (bad IDNA)
-            self._refuse(SOCKS5ReplyCode.HOST_UNREACHABLE, f"invalid host name: {e}")
-            return
-        connecting.addTimeout(timeout, self._reactor)
-        self._pending = connecting
-        connecting.addCallbacks(self._dialled, self._connectFailed)
-
-    def _dialled(self, target: TargetProtocol) -> None:
-        self._connected(target, hostAndPort(target.transport.getHost()))  # type: ignore[union-attr]
-
-    def _connected(self, target: TargetProtocol, replyAddress: tuple[str, int]) -> None:
+    def _relayTo(self, target: TargetProtocol, replyAddress: tuple[str, int]) -> None:
         """
         The target (or the BIND peer) is connected: reply success naming
         C{replyAddress}, then relay.
         """
-        self._pending = None
+        self._cancelGrace()
         self._target = target
+        self._targetTransport = target.stream
         self.replyCode = 0
-        self.transport.write(self._wire.send(self._success(*replyAddress)))  # type: ignore[union-attr]
+        self._client.write(self._wire.send(self._success(*replyAddress)))
         self._relay = target.relay = Relay(
-            self.transport,  # type: ignore[arg-type]
-            target.transport,  # type: ignore[arg-type]
-            self._endSession,
+            self._client, self._targetTransport, self._endSession
         )
         self._phase = _Phase.RELAYING
         self._relay.start()
@@ -327,104 +408,24 @@ class SOCKSServerProtocol(Protocol):
         self._earlyData.clear()
         if early:
             self.bytesFromClient += len(early)
-            target.transport.write(early)  # type: ignore[union-attr]
+            self._targetTransport.write(early)
         if self._clientEOF:
-            self._relay.readClosed(self.transport)  # type: ignore[arg-type]
+            self._relay.readClosed(self._client)
         else:
             self._release()
-        if self.factory.idleTimeout:
-            self._watchIdle(self.factory.idleTimeout, self._relayActivity)
+        if self.settings.idleTimeout:
+            self._watchIdle(self.settings.idleTimeout, self._relayActivity)
 
-    def _connectFailed(self, failure: Failure) -> None:
-        self._pending = None
-        if self._phase is _Phase.CLOSED:
-            return  # the client left; the attempt was cancelled
-        self._earlyData.clear()
-        code = replyCodeFor(failure)
-        self._refuse(code, f"connecting failed: {failure.getErrorMessage()}")
-
-    # BIND
-
-    def _bind(self, host: str) -> None:
-        self._waitForTarget()
-        family = socket.AF_INET if self._wire.version == 4 else _familyOf(host, self)
-        if addressTypeOf(host) is not _AddressType.DOMAIN:
-            expecting: defer.Deferred[list[str] | None] = defer.succeed(
-                None if _isUnspecified(host) else [host]
-            )
-        else:
-            expecting = self.factory.resolve(host, family)
-        self._pending = expecting
-        expecting.addCallback(self._listenForPeer, family)
-        expecting.addErrback(self._bindFailed)
-
-    def _listenForPeer(self, expected: list[str] | None, family: int) -> None:
-        self._pending = None
-        peers = BindFactory(
-            self, frozenset(map(normalizeIP, expected)) if expected else None
-        )
-        interface = self._serviceInterface(family)
-        listening = self.factory.listenFor(interface).listen(peers)
-        self._pending = listening
-        listening.addCallback(self._listening, peers)
-        listening.addErrback(self._bindFailed)
-
-    def _listening(self, port: IListeningPort, peers: BindFactory) -> None:
-        self._pending = None
-        peers.listener = port
-        if self._phase is _Phase.CLOSED:
-            peers.peer.cancel()
-            return
-        first = self._success(*self._replyAddress(port.getHost()))
-        self.transport.write(self._wire.send(first))  # type: ignore[union-attr]
-        waiting = peers.peer
-        waiting.addTimeout(self.factory.bindTimeout, self._reactor)
-        self._pending = waiting
-        waiting.addCallbacks(self._peerConnected, self._bindFailed)
-
-    def _peerConnected(self, peer: TargetProtocol) -> None:
-        self._connected(peer, hostAndPort(peer.transport.getPeer()))  # type: ignore[union-attr]
-
-    def _bindFailed(self, failure: Failure) -> None:
-        self._pending = None
-        if self._phase is _Phase.CLOSED:
-            return
-        self._earlyData.clear()
-        if isinstance(failure.value, UnexpectedPeerError):
-            code = SOCKS5ReplyCode.NOT_ALLOWED
-        elif isinstance(failure.value, defer.TimeoutError):
-            code = SOCKS5ReplyCode.TTL_EXPIRED
-            failure = Failure(
-                defer.TimeoutError(
-                    f"no peer connected within {self.factory.bindTimeout:g} s"
-                )
-            )
-        else:
-            code = replyCodeFor(failure)
-        self._refuse(code, f"BIND failed: {failure.getErrorMessage()}")
-
-    # UDP ASSOCIATE
-
-    def _associate(self, clientPort: int) -> None:
+    def _associated(self, outcome: Associated) -> None:
+        self._cancelGrace()
         self._phase = _Phase.ASSOCIATED
-        self._cancelDeadline()
-        self._wire.takeTrailingData()
-        local = self.transport.getHost()  # type: ignore[union-attr]
-        family = _familyOfAddress(local)
-        clientHost, _ = hostAndPort(self.transport.getPeer())  # type: ignore[union-attr]
-        association = UDPAssociation(
-            clientHost, clientPort, family, self.factory.resolve
-        )
-        try:
-            port = self.factory.listenUDP(self._serviceInterface(family), association)
-        except Exception as e:
-            self._refuse(SOCKS5ReplyCode.GENERAL_FAILURE, f"no UDP port: {e}")
-            return
-        self._association, self._udpPort = association, port
+        self._association, self._udpPort = outcome.association, outcome.port
         self.replyCode = 0
-        reply = self._success(*self._replyAddress(port.getHost()))
-        self.transport.write(self._wire.send(reply))  # type: ignore[union-attr]
-        self._watchIdle(self.factory.udpTimeout, association.activity)
+        self._client.write(self._wire.send(self._success(*outcome.replyAddress)))
+        self._watchIdle(self.settings.udpTimeout, outcome.association.activity)
+        if self._clientEOF:
+            self._close("client closed the UDP control connection")
+            self._client.loseConnection()
 
     def _endAssociation(self) -> None:
         association, self._association = self._association, None
@@ -434,39 +435,9 @@ class SOCKSServerProtocol(Protocol):
         if association is not None:
             association.logEnd(self._clientName(), self.reason or "client left")
 
-    # Addresses of the listeners BIND and UDP ASSOCIATE open
-
-    def _serviceInterface(self, family: int) -> str:
-        """
-        Where to listen for a BIND peer or UDP datagrams: the address the
-        client reached this server at, when it is of the right family.
-        """
-        local = self.transport.getHost()  # type: ignore[union-attr]
-        if isinstance(local, IPv4Address | IPv6Address):
-            host = normalizeIP(local.host)
-            if _familyOfAddress(local) == family:
-                return host
-            loopback = ipaddress.ip_address(host).is_loopback
-        else:
-            loopback = True  # a UNIX socket: local clients only
-        if family == socket.AF_INET:
-            return "127.0.0.1" if loopback else "0.0.0.0"
-        return "::1" if loopback else "::"
-
-    def _replyAddress(self, listening: IAddress) -> tuple[str, int]:
-        """
-        The address a reply names for a listener: the operator's external
-        address when configured (for NAT), else the listener's own.
-        """
-        host, port = hostAndPort(listening)
-        external = self.factory.externalAddress
-        if external is not None and _familyOf(external, self) == _familyOf(host, self):
-            return external, port
-        return host, port
-
     def _success(self, host: str, port: int) -> SOCKS4Reply | SOCKS5Reply:
         if self._wire.version == 4:
-            ipv4 = addressTypeOf(host) is _AddressType.IPV4
+            ipv4 = _addressTypeOf(host) is _AddressType.IPV4
             return SOCKS4Reply(
                 SOCKS4ReplyCode.GRANTED, host if ipv4 else "0.0.0.0", port
             )
@@ -482,12 +453,27 @@ class SOCKSServerProtocol(Protocol):
         def expired() -> None:
             self._idle = None
             self.reason = f"idle for {timeout:g} s"
-            self.transport.loseConnection()  # type: ignore[union-attr]
+            self._client.loseConnection()
 
-        self._idle = IdleWatch(self._reactor, timeout, activity, expired)
+        self._idle = IdleWatch(self.reactor, timeout, activity, expired)
         self._idle.start()
 
     # Endings
+
+    def _departed(self) -> None:
+        """
+        The client sent end-of-file before its reply and the grace is over:
+        abandon the credential check, the dial or the BIND listener.
+        """
+        self._graceCall = None
+        phase = self._phase.value
+        self._phase = _Phase.CLOSED
+        self.reason = (
+            f"client left during {phase} (end-of-file, no outcome within "
+            f"{DEPARTURE_GRACE:g} s)"
+        )
+        self._cancelPending()
+        self._client.loseConnection()
 
     def _refuse(self, code: SOCKS5ReplyCode, reason: str) -> None:
         """
@@ -500,7 +486,7 @@ class SOCKSServerProtocol(Protocol):
         else:
             reply = SOCKS5Reply(code)
         self.replyCode = reply.code
-        self.transport.write(self._wire.send(reply))  # type: ignore[union-attr]
+        self._client.write(self._wire.send(reply))
         self._close(f"{reason} ({_REPLY_NAMES[code]})")
 
     def _close(self, reason: str, finalBytes: bytes | None = None) -> None:
@@ -513,10 +499,13 @@ class SOCKSServerProtocol(Protocol):
         self.reason = reason
         self._cancelTimers()
         if finalBytes:
-            if self.replyCode is None:
+            if self.replyCode is None and finalBytes[:1] in (b"\x00", b"\x05"):
                 self.replyCode = finalBytes[1] if len(finalBytes) > 1 else None
-            self.transport.write(finalBytes)  # type: ignore[union-attr]
-        self._linger()
+            self._client.write(finalBytes)
+        if self._clientEOF:
+            self._client.loseConnection()  # nothing more will come to drain
+        else:
+            self._linger()
 
     def _linger(self) -> None:
         """
@@ -525,20 +514,23 @@ class SOCKSServerProtocol(Protocol):
         closes, or for LINGER_TIMEOUT seconds.  Closing a socket with unread
         input sends a reset, which can make the client lose the reply.
         """
-        transport = self.transport
-        assert transport is not None
-        self._lingerCall = self._reactor.callLater(
-            LINGER_TIMEOUT, transport.loseConnection
+        self._lingerCall = self.reactor.callLater(
+            LINGER_TIMEOUT, self._client.loseConnection
         )
-        transport.loseWriteConnection()  # type: ignore[attr-defined]
+        self._client.loseWriteConnection()
         self._release()
 
     def _handshakeTimedOut(self) -> None:
         self._deadline = None
         pending, self._pending = self._pending, None
         self._close(
-            f"handshake not finished within {self.factory.handshakeTimeout:g} s"
+            f"handshake not finished within {self.settings.handshakeTimeout:g} s"
         )
+        if pending is not None:
+            pending.cancel()
+
+    def _cancelPending(self) -> None:
+        pending, self._pending = self._pending, None
         if pending is not None:
             pending.cancel()
 
@@ -547,8 +539,14 @@ class SOCKSServerProtocol(Protocol):
             self._deadline.cancel()
         self._deadline = None
 
+    def _cancelGrace(self) -> None:
+        if self._graceCall is not None and self._graceCall.active():
+            self._graceCall.cancel()
+        self._graceCall = None
+
     def _cancelTimers(self) -> None:
         self._cancelDeadline()
+        self._cancelGrace()
         if self._lingerCall is not None and self._lingerCall.active():
             self._lingerCall.cancel()
         self._lingerCall = None
@@ -557,7 +555,7 @@ class SOCKSServerProtocol(Protocol):
             self._idle = None
 
     def _clientName(self) -> str:
-        return "{}:{}".format(*hostAndPort(self.transport.getPeer()))  # type: ignore[union-attr]
+        return clientName(self._client.getPeer(), self._host)
 
     def _endSession(self) -> None:
         """
@@ -567,45 +565,16 @@ class SOCKSServerProtocol(Protocol):
             return
         self._ended = True
         self._cancelTimers()
-        client = self._clientName()
-        target = "{}:{}".format(*self.target) if self.target else "-"
-        _log.info(
-            "SOCKS session {client} user={user} version={version} "
-            "command={command} target={target} reply={reply} "
-            "bytes_up={bytesFromClient} bytes_down={bytesToClient} "
-            "duration={duration:.3f}s{reasonSuffix}",
-            client=client,
-            user=self.user.decode("utf-8", "replace") if self.user else "-",
-            version=self._wire.version or "-",
+        logSession(
+            _log,
+            client=self._clientName(),
+            user=self.user,
+            version=self.versionName,
             command=self.command.name if self.command is not None else "-",
-            target=target,
-            reply=self.replyCode if self.replyCode is not None else "-",
+            target=self.target,
+            reply=self.replyCode,
             bytesFromClient=self.bytesFromClient,
             bytesToClient=self._target.bytesReceived if self._target else 0,
-            duration=self._reactor.seconds() - self._started,
+            duration=self.reactor.seconds() - self._started,
             reason=self.reason,
-            reasonSuffix=f" reason={self.reason!r}" if self.reason else "",
         )
-
-
-def _isUnspecified(host: str) -> bool:
-    return (
-        addressTypeOf(host) is not _AddressType.DOMAIN
-        and ipaddress.ip_address(host).is_unspecified
-    )
-
-
-def _familyOfAddress(address: IAddress) -> int:
-    return socket.AF_INET6 if isinstance(address, IPv6Address) else socket.AF_INET
-
-
-def _familyOf(host: str, session: SOCKSServerProtocol) -> int:
-    """
-    The family of an IP literal; for a name, that of the client's connection.
-    """
-    addressType = addressTypeOf(host)
-    if addressType is _AddressType.IPV4:
-        return socket.AF_INET
-    if addressType is _AddressType.IPV6:
-        return socket.AF_INET6
-    return _familyOfAddress(session.transport.getHost())  # type: ignore[union-attr]

@@ -6,9 +6,9 @@ and the targets it sends to.
 import ipaddress
 import socket
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Container
 
-from twisted.internet import defer
+from twisted.internet.interfaces import IUDPTransport
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -21,6 +21,7 @@ from .._wire import (
     normalizeIP,
     readUDPDatagram,
 )
+from ._settings import Resolver
 
 _log = Logger()
 
@@ -30,8 +31,6 @@ MAX_TARGETS = 4096
 MAX_NAMES = 256
 #: Datagrams waiting for a name to resolve, per association.
 MAX_PENDING_RESOLUTIONS = 64
-
-Resolver = Callable[[str, int], "defer.Deferred[list[str]]"]
 
 
 class UDPAssociation(DatagramProtocol):
@@ -49,21 +48,35 @@ class UDPAssociation(DatagramProtocol):
     @param family: The socket's address family; targets of the other family
         cannot be reached from it and are dropped.
     @param resolve: Resolves a name to addresses of a family.
+    @param forbidden: Destinations never sent to (the server's own
+        listening addresses); a datagram to one is dropped.
     """
 
     def __init__(
-        self, clientHost: str, clientPort: int, family: int, resolve: Resolver
+        self,
+        clientHost: str,
+        clientPort: int,
+        family: int,
+        resolve: Resolver,
+        forbidden: Container[tuple[str, int]] = (),
     ) -> None:
         self.clientHost = normalizeIP(clientHost)
         self.clientPort = clientPort
         self._family = family
         self._resolve = resolve
+        self._forbidden = forbidden
         self._targets: dict[tuple[str, int], None] = {}
         self._names: dict[str, str] = {}
         self._pendingResolutions = 0
         self.datagramsFromClient = self.bytesFromClient = 0
         self.datagramsToClient = self.bytesToClient = 0
         self.drops: Counter[str] = Counter()
+
+    @property
+    def _udp(self) -> IUDPTransport:
+        transport = self.transport
+        assert transport is not None, "datagrams arrive only once listening"
+        return transport
 
     def activity(self) -> int:
         """
@@ -134,13 +147,16 @@ class UDPAssociation(DatagramProtocol):
         host = normalizeIP(host)
         target = (host, port)
         if target not in self._targets:
+            if target in self._forbidden:
+                self.drops["own address"] += 1
+                return
             if len(self._targets) >= MAX_TARGETS:
                 del self._targets[next(iter(self._targets))]
             self._targets[target] = None
         self.datagramsFromClient += 1
         self.bytesFromClient += len(data)
         try:
-            self.transport.write(data, target)  # type: ignore[union-attr]
+            self._udp.write(data, target)
         except OSError as e:
             self.drops[f"send failed ({e.strerror})"] += 1
 
@@ -148,7 +164,7 @@ class UDPAssociation(DatagramProtocol):
         self.datagramsToClient += 1
         self.bytesToClient += len(data)
         try:
-            self.transport.write(  # type: ignore[union-attr]
+            self._udp.write(
                 UDPDatagram(host, port, data).toBytes(),
                 (self.clientHost, self.clientPort),
             )

@@ -23,7 +23,7 @@ from zope.interface import implementer
 
 from socks_twisted.auth import portalFor
 from socks_twisted.server import SOCKSServerFactory, SOCKSServerProtocol
-from socks_twisted.server._outbound import TargetProtocol
+from socks_twisted.server._target import TargetProtocol
 
 CLIENT_ADDRESS = IPv4Address("TCP", "127.0.0.1", 50000)
 SERVER_ADDRESS = IPv4Address("TCP", "127.0.0.1", 1080)

@@ -283,10 +283,15 @@ class BadInputTests(SynchronousTestCase):
 
     def test_httpToSOCKSPort(self) -> None:
         """
-        HTTP sent to the SOCKS port: closed with no reply, reason logged.
+        HTTP sent to the SOCKS port (a client told to use it as an HTTP
+        proxy): answered 501 saying this is a SOCKS proxy, then closed, with
+        the reason logged.
         """
         transport, log = self.run5(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        self.assertEqual(transport.value(), b"")
+        self.assertTrue(
+            transport.value().startswith(b"HTTP/1.0 501 Not Implemented\r\n")
+        )
+        self.assertIn(b"This is a SOCKS proxy", transport.value())
         self.assertIn("not a SOCKS request", log.text())
 
     def test_noMethods(self) -> None:
@@ -567,7 +572,7 @@ class DeadlineTests(SynchronousTestCase):
         The deadline also bounds a credential check that never answers.
         """
         factory, reactor, _ = makeFactory(users={b"a": b"b"}, handshakeTimeout=10.0)
-        neverAnswers = factory.portal
+        neverAnswers = factory.settings.portal
         assert neverAnswers is not None
         from twisted.internet.defer import Deferred
 
@@ -636,7 +641,7 @@ class SessionLogTests(SynchronousTestCase):
         target.connectionLost(Failure(error.ConnectionDone()))
         [event] = log.sessionEvents()
         self.assertEqual(event["client"], "127.0.0.1:50000")
-        self.assertEqual(event["version"], 5)
+        self.assertEqual(event["version"], "5")
         self.assertEqual(event["command"], "CONNECT")
         self.assertEqual(event["target"], "example.com:80")
         self.assertEqual(event["reply"], 0)

@@ -1,0 +1,119 @@
+"""
+The interface between a session and the commands it serves.
+
+A session reads and checks a request, then hands it to the command's
+handler, which returns a L{Deferred} of the outcome: the other side of a
+relay (CONNECT, BIND) or a UDP association, each with the address the
+success reply names.  A handler that cannot serve the request fails the
+L{Deferred} with L{RefusedError}, naming the reply code and the reason.
+Cancelling the L{Deferred} (the client left, the handshake deadline passed)
+abandons the dial, closes the BIND listener or the UDP port.
+
+Adding a command is adding a handler to L{socks_twisted.server._session}'s
+table; nothing else in the session changes.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from twisted.internet import defer
+from twisted.internet.interfaces import IAddress, IListeningPort, IReactorTime
+
+from .._transport import StreamTransport
+from .._wire import Command, SOCKS5ReplyCode
+from ._own import OwnAddresses
+from ._settings import Network, ServerSettings
+from ._target import TargetProtocol
+from ._udp import UDPAssociation
+
+
+@dataclass(frozen=True)
+class Request:
+    """
+    A request as every version says it.
+
+    @ivar version: 4 or 5: the reply's format.
+    """
+
+    command: Command
+    host: str
+    port: int
+    version: int
+
+
+class RefusedError(Exception):
+    """
+    The request cannot be served: the session answers C{code} (SOCKS4 has
+    one failure code for all) and logs C{reason}.
+    """
+
+    def __init__(self, code: SOCKS5ReplyCode, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Relayed:
+    """
+    CONNECT or BIND succeeded: relay between the client and C{target}.
+    """
+
+    target: TargetProtocol
+    replyAddress: tuple[str, int]
+
+
+@dataclass(frozen=True)
+class Associated:
+    """
+    UDP ASSOCIATE succeeded: C{association} relays on C{port}.
+    """
+
+    association: UDPAssociation
+    port: IListeningPort
+    replyAddress: tuple[str, int]
+
+
+Outcome = Relayed | Associated
+
+
+class CommandContext(Protocol):
+    """
+    What a command handler may know of and do to its session.
+    """
+
+    @property
+    def reactor(self) -> IReactorTime:
+        """The reactor, for timeouts."""
+
+    @property
+    def settings(self) -> ServerSettings:
+        """The server's settings."""
+
+    @property
+    def network(self) -> Network:
+        """How to dial, listen and resolve."""
+
+    @property
+    def ownAddresses(self) -> OwnAddresses:
+        """The server's own listening addresses, never a destination."""
+
+    @property
+    def client(self) -> StreamTransport:
+        """The client's connection."""
+
+    @property
+    def localAddress(self) -> IAddress:
+        """
+        The address of this server's own socket that the client reached:
+        where BIND and UDP sockets are opened.
+        """
+
+    def announce(self, host: str, port: int) -> None:
+        """
+        Send an interim success reply naming C{(host, port)} (BIND's first).
+        """
+
+
+Handler = Callable[[Request, CommandContext], "defer.Deferred[Outcome]"]

@@ -1,0 +1,74 @@
+"""
+The one log event that sums up a session, with every client-controlled
+string escaped so that no log line can be forged or carry terminal escapes.
+"""
+
+from twisted.internet.interfaces import IAddress
+from twisted.logger import Logger
+
+from .._addresses import formatAddress, formatHostPort
+
+_PLAIN = frozenset(range(0x20, 0x7F)) - {ord("\\")}
+
+
+def escape(value: bytes | str) -> str:
+    """
+    Printable ASCII as is; every other byte (of the UTF-8 encoding, for
+    text), and the backslash itself so that an escape cannot be forged, as
+    C{\\xNN}.
+    """
+    raw = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
+    if all(byte in _PLAIN for byte in raw):
+        return raw.decode("ascii")
+    return "".join(chr(b) if b in _PLAIN else f"\\x{b:02x}" for b in raw)
+
+
+def clientName(peer: IAddress, host: IAddress) -> str:
+    """
+    How the log names a client: its address, or for an unnamed UNIX-socket
+    client, the path of the socket it connected to.
+    """
+    name = formatAddress(peer)
+    if name == "unix":
+        listening = formatAddress(host)
+        if listening not in ("unix", "-"):
+            return f"unix:{listening}"
+    return name
+
+
+def logSession(
+    log: Logger,
+    *,
+    client: str,
+    user: bytes | None,
+    version: str,
+    command: str,
+    target: tuple[str, int] | None,
+    reply: int | None,
+    bytesFromClient: int,
+    bytesToClient: int,
+    duration: float,
+    reason: str,
+) -> None:
+    """
+    Log the session's summary to C{log}; C{user}, the target's host and
+    C{reason} (which can quote a client's bytes) are escaped here.
+    """
+    reason = escape(reason)
+    log.info(
+        "SOCKS session {client} user={user} version={version} "
+        "command={command} target={target} reply={reply} "
+        "bytes_up={bytesFromClient} bytes_down={bytesToClient} "
+        "duration={duration:.3f}s{reasonSuffix}",
+        client=client,
+        user=escape(user) if user else "-",
+        version=version,
+        command=command,
+        target=formatHostPort(escape(target[0]), target[1]) if target else "-",
+        reply=reply if reply is not None else "-",
+        bytesFromClient=bytesFromClient,
+        bytesToClient=bytesToClient,
+        duration=duration,
+        reason=reason,
+        reasonSuffix=f" reason={reason}" if reason else "",
+    )

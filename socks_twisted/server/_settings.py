@@ -1,0 +1,79 @@
+"""
+What a server is told once and every session reads: the settings (plain
+values from the command line or the embedding program) and the network
+(how it dials, listens and resolves).
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from twisted.cred.portal import Portal
+from twisted.internet import defer
+from twisted.internet.interfaces import (
+    IListeningPort,
+    IStreamClientEndpoint,
+    IStreamServerEndpoint,
+)
+from twisted.internet.protocol import DatagramProtocol
+
+#: Makes the endpoint that dials C{(host, port, timeout)}.
+Dialler = Callable[[str, int, float], IStreamClientEndpoint]
+#: Makes the endpoint a BIND listener listens on, given its interface.
+ListenerMaker = Callable[[str], IStreamServerEndpoint]
+#: Opens the UDP port of an association on an interface.
+UDPOpener = Callable[[str, DatagramProtocol], IListeningPort]
+#: Resolves a name to the addresses of one family.
+Resolver = Callable[[str, int], "defer.Deferred[list[str]]"]
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """
+    The settings every session of one server reads.
+
+    @ivar portal: When given, SOCKS5 clients must pass RFC 1929
+        username/password authentication against it, and SOCKS4 requests
+        are refused unless C{allowSOCKS4WithAuth}.
+    @ivar handshakeTimeout: Seconds from accepting a connection to its
+        request being read, in total (not reset by each byte).
+    @ivar connectTimeout: Seconds allowed to reach the target, name
+        resolution included.
+    @ivar idleTimeout: Seconds without a byte either way after which an
+        established session is closed; C{None} for never.
+    @ivar maxSessions: Sessions open at once; connections beyond it are
+        closed as soon as they are accepted.
+    @ivar bindTimeout: Seconds a BIND listener waits for its peer.
+    @ivar udpTimeout: Seconds without a datagram either way after which a
+        UDP association ends.
+    @ivar externalAddress: The IP that BIND and UDP ASSOCIATE replies name
+        instead of the listener's own (the server's public address behind
+        NAT); C{None} to name the address the client reached us at.
+    """
+
+    portal: Portal | None = None
+    allowSOCKS4WithAuth: bool = False
+    handshakeTimeout: float = 30.0
+    connectTimeout: float = 30.0
+    idleTimeout: float | None = None
+    maxSessions: int = 1024
+    bindTimeout: float = 120.0
+    udpTimeout: float = 300.0
+    externalAddress: str | None = None
+
+
+@dataclass(frozen=True)
+class Network:
+    """
+    How a server reaches the network: each is replaceable for tests or to
+    route outbound traffic differently.
+
+    @ivar dial: Makes the endpoint that dials a target.
+    @ivar listen: Makes the endpoint a BIND listener listens on.
+    @ivar listenUDP: Opens the UDP port of an association.
+    @ivar resolve: Resolves names for BIND peers and UDP targets.
+    """
+
+    dial: Dialler
+    listen: ListenerMaker
+    listenUDP: UDPOpener
+    resolve: Resolver
