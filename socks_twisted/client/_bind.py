@@ -12,10 +12,8 @@ subclass to a L{ConnectAttempt} subclass.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Sequence
 
-from twisted.internet.address import HostnameAddress, IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import (
     IAddress,
@@ -26,6 +24,7 @@ from twisted.internet.interfaces import (
 )
 from twisted.python.failure import Failure
 
+from .._addresses import TunnelAddress, addressFor, orProxyAddress
 from .._wire import (
     Command,
     HandshakeState,
@@ -39,7 +38,6 @@ from ._endpoints import (
     _SOCKSRequester,
 )
 from ._handshake import ConnectAttempt, Negotiation, SOCKSClientProtocol
-from ._tunnel import TunnelAddress, addressFor
 
 
 def announcedAddress(
@@ -56,16 +54,7 @@ def announcedAddress(
     @param proxyAddress: The address of the proxy, as the connection to it
         reports it.
     """
-    announced = addressFor(reply.host, reply.port)
-    if isinstance(announced, HostnameAddress):
-        return announced
-    if not ipaddress.ip_address(announced.host).is_unspecified:
-        return announced
-    if isinstance(proxyAddress, IPv4Address | IPv6Address):
-        return addressFor(proxyAddress.host, reply.port)
-    if isinstance(proxyAddress, HostnameAddress):
-        return HostnameAddress(proxyAddress.hostname, reply.port)
-    return announced  # a UNIX socket: nothing better to say
+    return orProxyAddress(addressFor(reply.host, reply.port), proxyAddress)
 
 
 class PendingBind:

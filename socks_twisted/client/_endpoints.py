@@ -5,7 +5,6 @@ proxy.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Sequence
 from typing import ClassVar, cast
 
@@ -25,6 +24,7 @@ from twisted.internet.interfaces import (
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from .._addresses import addressFor, checkPort, normalizeHost
 from .._wire import (
     AddressType,
     AuthMethod,
@@ -32,11 +32,8 @@ from .._wire import (
     SOCKS4Request,
     SOCKS5Request,
     UsernamePasswordRequest,
-    addressTypeOf,
-    encodeName,
 )
 from ._handshake import ConnectAttempt, Negotiation
-from ._tunnel import addressFor
 
 #: The default for C{handshakeTimeout}, in seconds: long enough for a proxy
 #: to try a slow target (Dante and our server give up after 30 seconds).
@@ -65,30 +62,6 @@ def _toBytes(value: str | bytes) -> bytes:
     if isinstance(value, str):
         return value.encode("utf-8")
     return value
-
-
-def normalizeHost(host: str | bytes) -> tuple[AddressType, str]:
-    """
-    Tell what C{host} is and give the form it goes on the wire in: a
-    compressed IP literal (brackets around an IPv6 literal are removed), or
-    an ASCII name (IDNA-encoded if needed).
-
-    @raise ValueError: C{host} is not ASCII as C{bytes}, is empty, or its
-        encoding is longer than the 255 bytes SOCKS allows.
-    """
-    text = _toText(host)
-    if text.startswith("[") and text.endswith("]"):
-        text = text[1:-1]
-    addressType = addressTypeOf(text)
-    if addressType is AddressType.DOMAIN:
-        return addressType, encodeName(text).decode("ascii")
-    return addressType, str(ipaddress.ip_address(text))
-
-
-def _checkPort(port: int, lowest: int = 1) -> int:
-    if not isinstance(port, int) or not lowest <= port <= 0xFFFF:
-        raise ValueError(f"port {port!r} is not in {lowest}-65535")
-    return port
 
 
 def socks5Authentication(
@@ -195,7 +168,7 @@ class _SOCKSRequester:
         reactor: IReactorTime | None,
     ) -> None:
         self._addressType, self._host = normalizeHost(host)
-        self._port = _checkPort(port, self._lowestPort)
+        self._port = checkPort(port, self._lowestPort)
         self._proxyEndpoint = proxyEndpoint
         self._resolveLocally = bool(resolveLocally)
         if handshakeTimeout is not None and handshakeTimeout <= 0:

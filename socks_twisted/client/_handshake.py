@@ -38,6 +38,7 @@ from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.python.failure import Failure
 from zope.interface import alsoProvides, implementer
 
+from .._addresses import TunnelAddress, addressFor
 from .._wire import (
     NEED_DATA,
     AuthMethod,
@@ -62,7 +63,7 @@ from ..errors import (
     errorForSOCKS4Reply,
     errorForSOCKS5Reply,
 )
-from ._tunnel import SOCKSTunnelTransport, TunnelAddress, addressFor
+from ._tunnel import SOCKSTunnelTransport
 
 _METHOD_NAMES: dict[int, str] = {
     AuthMethod.NO_AUTHENTICATION: "no authentication",

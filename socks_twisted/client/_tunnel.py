@@ -4,11 +4,9 @@ The transport an application protocol sees once a SOCKS tunnel is up.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from twisted.internet.address import HostnameAddress, IPv4Address, IPv6Address
 from twisted.internet.interfaces import (
     IAddress,
     IConsumer,
@@ -19,28 +17,7 @@ from twisted.internet.interfaces import (
 )
 from zope.interface import alsoProvides, implementer
 
-#: The address types a SOCKS target or BND address is reported as.
-TunnelAddress = IPv4Address | IPv6Address | HostnameAddress
-
-
-def addressFor(host: str | bytes, port: int) -> TunnelAddress:
-    """
-    The L{IAddress} of a SOCKS target or BND address: L{IPv4Address} or
-    L{IPv6Address} for IP literals, L{HostnameAddress} for names.
-
-    @param host: An IP literal or a name (a name as sent on the wire, that is
-        IDNA-encoded, when given as C{bytes}).
-    @param port: The TCP port.
-    """
-    text = host.decode("ascii") if isinstance(host, bytes) else host
-    try:
-        parsed = ipaddress.ip_address(text)
-    except ValueError:
-        raw = host if isinstance(host, bytes) else host.encode("ascii")
-        return HostnameAddress(raw, port)
-    if parsed.version == 4:
-        return IPv4Address("TCP", str(parsed), port)
-    return IPv6Address("TCP", str(parsed), port)
+from .._addresses import TunnelAddress
 
 
 @implementer(ITransport, IConsumer, IPushProducer)

@@ -13,7 +13,6 @@ association when the connection is lost.
 
 from __future__ import annotations
 
-import ipaddress
 from collections import Counter
 from collections.abc import Sequence
 from typing import cast
@@ -39,6 +38,7 @@ from twisted.internet.protocol import (
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from .._addresses import isUnspecified
 from .._wire import (
     Command,
     ProtocolError,
@@ -85,7 +85,7 @@ def relayAddress(bound: IAddress, proxyAddress: IAddress) -> tuple[str, int]:
     if bound.port == 0:
         raise makeError(SOCKSProtocolError, "the proxy's UDP relay port is 0")
     host = normalizeIP(bound.host)
-    if ipaddress.ip_address(host).is_unspecified:
+    if isUnspecified(host):
         if not isinstance(proxyAddress, IPv4Address | IPv6Address):
             raise makeError(
                 SOCKSError,

@@ -14,7 +14,7 @@ import socket
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import IAddress
 
-from .._addresses import unmapped
+from .._addresses import isUnspecified, unmapped
 
 
 def isLocalAddress(host: str) -> bool:
@@ -63,7 +63,7 @@ class OwnAddresses:
             return
         self._seen.add(key)
         host = unmapped(address.host)
-        if ipaddress.ip_address(host).is_unspecified:
+        if isUnspecified(host):
             wildcards = self._anyIPv6 if ":" in host else self._anyIPv4
             wildcards.add(address.port)
         else:

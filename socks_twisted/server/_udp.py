@@ -3,7 +3,6 @@ UDP ASSOCIATE: one UDP socket per association, relaying between the client
 and the targets it sends to.
 """
 
-import ipaddress
 import socket
 from collections import Counter
 from collections.abc import Container
@@ -13,6 +12,7 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from .._addresses import isUnspecified
 from .._wire import AddressType as _AddressType
 from .._wire import (
     ProtocolError,
@@ -116,7 +116,7 @@ class UDPAssociation(DatagramProtocol):
         )
         if addressType is not wanted:
             self.drops["address family"] += 1
-        elif ipaddress.ip_address(request.host).is_unspecified:
+        elif isUnspecified(request.host):
             self.drops["unspecified target"] += 1
         else:
             self._send(request.data, request.host, request.port)
