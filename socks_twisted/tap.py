@@ -2,57 +2,92 @@
 C{twistd socks}: command-line options and the service they describe.
 """
 
+import importlib
 import ipaddress
-import re
+import os
+import warnings
+from resource import getrlimit, setrlimit
 from typing import Any
 
-from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService
 from twisted.cred.credentials import IUsernamePassword
 from twisted.cred.strcred import AuthOptionMixin
-from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import (
+    IListeningPort,
+    IReactorFromThreads,
+    IReactorSocket,
+)
+from twisted.logger import Logger
 from twisted.python import usage
 
+from ._descriptors import MARGIN, PER_SESSION, budgetSessions
+from ._listen import (
+    DescriptionError,
+    InheritedSockets,
+    Listener,
+    execEnvironment,
+    listenBacklog,
+    listenerFor,
+)
+from ._sighup import IgnoreSIGHUPService
+from ._startup import ListeningService, StartupError
 from .auth import portalFor
 from .server import SOCKSServerFactory
 
+_log = Logger()
+
 DEFAULT_PORT = "tcp:1080:interface=127.0.0.1"
 
-_UNESCAPED_COLON = re.compile(r"(?<!\\):")
+#: Why C{--auth unix} cannot work on this Python.
+NO_SYSTEM_PASSWORDS = (
+    "this Python cannot check system passwords (crypt and spwd were removed in 3.13)"
+)
 
 
-def _split(description: str) -> list[str]:
-    return [part.replace("\\:", ":") for part in _UNESCAPED_COLON.split(description)]
-
-
-def isLoopbackOnly(description: str) -> bool:
+def canCheckSystemPasswords() -> bool:
     """
-    Whether a server endpoint description certainly listens only where the
-    local host alone can connect: TCP on a loopback interface, or a UNIX
-    socket.  Anything this cannot tell (C{systemd:}, unknown plugins) counts
-    as public.
+    Whether Twisted's C{unix} checker can work here: it hashes with
+    C{crypt} and reads C{/etc/shadow} with C{spwd}.  Without them it refuses
+    every login.
+
+    @return: Whether both modules can be imported.
     """
-    parts = _split(description)
-    kind = parts[0].lower()
-    if kind == "haproxy":
-        return isLoopbackOnly(
-            description.split(":", 1)[1] if ":" in description else ""
-        )
-    if kind == "unix":
-        return True
-    if kind not in ("tcp", "tcp6", "ssl"):
-        return False
-    positional = [p for p in parts[1:] if "=" not in p]
-    keywords = dict(p.split("=", 1) for p in parts[1:] if "=" in p)
-    interface = keywords.get("interface")
-    if interface is None:
-        interface = positional[2] if len(positional) > 2 else ""
-    if interface == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(interface).is_loopback
-    except ValueError:
-        return False
+    with warnings.catch_warnings():
+        # Python 3.11 and 3.12 warn that both are going away.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            importlib.import_module("crypt")
+            importlib.import_module("spwd")
+        except ImportError:
+            return False
+    return True
+
+
+def authProblem(description: str) -> str | None:
+    """
+    Find what makes an C{--auth} description unusable before its checker is
+    built: Twisted's own checkers only warn, then refuse every login.
+
+    @param description: The C{--auth} value, such as C{file:/etc/socks-users}.
+
+    @return: The problem, or L{None} when none is known.
+    """
+    authType, _, argument = description.partition(":")
+    if authType == "file":
+        if not argument:
+            return "needs the path of a file"
+        try:
+            with open(argument, "rb"):
+                pass
+        except FileNotFoundError:
+            return "no such file"
+        except IsADirectoryError:
+            return "is a directory, not a file"
+        except OSError as e:
+            return f"cannot read it ({e.strerror})"
+    if authType == "unix" and not canCheckSystemPasswords():
+        return NO_SYSTEM_PASSWORDS
+    return None
 
 
 class Options(usage.Options, AuthOptionMixin):
@@ -125,15 +160,17 @@ class Options(usage.Options, AuthOptionMixin):
             "max-sessions",
             None,
             1024,
-            "Sessions open at once; connections beyond are closed at once.",
+            "Sessions open at once; connections beyond are closed at once. "
+            "Lowered, with a warning, to what the open-file limit allows.",
             int,
         ],
     ]
     compData = usage.Completions(optActions={"port": usage.Completer()})
 
-    def __init__(self) -> None:
+    def __init__(self, reactor: IReactorSocket | None = None) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self["ports"] = []
+        self.reactor = reactor
 
     def opt_port(self, description: str) -> None:
         """
@@ -145,6 +182,44 @@ class Options(usage.Options, AuthOptionMixin):
         self["ports"].append(description)
 
     opt_p = opt_port
+
+    def opt_auth(self, description: str) -> None:
+        """
+        Specify an authentication method for the server.
+        """
+        problem = authProblem(description)
+        if problem is not None:
+            raise usage.UsageError(f"--auth {description}: {problem}")
+        super().opt_auth(description)  # type: ignore[no-untyped-call]
+
+    def inheritedSockets(self) -> InheritedSockets:
+        """
+        @return: The listening sockets systemd passed this process.
+        """
+        return InheritedSockets.fromEnvironment(execEnvironment(), os.getpid())
+
+    def listeners(self) -> list[Listener]:
+        """
+        Check every C{--port} description and make its endpoint.
+
+        @return: One listener per C{--port}, in order.
+
+        @raise usage.UsageError: If a description cannot be used.
+        """
+        reactor = self.reactor
+        if reactor is None:
+            from twisted.internet import reactor as globalReactor  # noqa: N812
+
+            reactor = IReactorSocket(globalReactor)
+        backlog = listenBacklog()
+        inherited = self.inheritedSockets()
+        listeners = []
+        for description in self["ports"]:
+            try:
+                listeners.append(listenerFor(reactor, description, backlog, inherited))
+            except DescriptionError as e:
+                raise usage.UsageError(f"--port {description!r}: {e}") from None
+        return listeners
 
     def postOptions(self) -> None:
         if not self["ports"]:
@@ -168,20 +243,69 @@ class Options(usage.Options, AuthOptionMixin):
                 ) from None
         if self["max-sessions"] < 1:
             raise usage.UsageError("--max-sessions must be at least 1")
+        self["listeners"] = self.listeners()
         if not self.get("credCheckers") and not self["allow-public-unauthenticated"]:
-            for description in self["ports"]:
-                if not isLoopbackOnly(description):
+            for listener in self["listeners"]:
+                if not listener.loopbackOnly:
                     raise usage.UsageError(
-                        f"refusing to listen on {description!r} without --auth: "
-                        "it is not (certainly) a loopback address, so anyone who "
-                        "can reach it could use this proxy. Configure --auth, or "
-                        "pass --allow-public-unauthenticated if that is intended."
+                        f"refusing to listen on {listener.description!r} without "
+                        "--auth: it is not (certainly) a loopback address, so "
+                        "anyone who can reach it could use this proxy. Configure "
+                        "--auth, or pass --allow-public-unauthenticated if that "
+                        "is intended."
                     )
+
+
+def sessionCap(requested: int) -> int:
+    """
+    Fit C{--max-sessions} into the open-file limit, raising the limit if
+    need be, and say so when it does not fit.
+
+    @param requested: The C{--max-sessions} value.
+
+    @return: The sessions to allow.
+
+    @raise StartupError: If not even one session fits.
+    """
+    budget = budgetSessions(requested, getrlimit=getrlimit, setrlimit=setrlimit)
+    if budget.sessions < 1:
+        raise StartupError(
+            f"--max-sessions {requested}: the open-file limit (RLIMIT_NOFILE) "
+            f"is {budget.soft}, too low for even one session ({PER_SESSION} "
+            f"descriptors each, plus {MARGIN} for the server)"
+        )
+    if budget.lowered:
+        _log.warn(
+            "--max-sessions {requested} lowered to {sessions}: the open-file "
+            "limit (RLIMIT_NOFILE) is {limit}, and each session needs "
+            "{perSession} descriptors plus {margin} for the server",
+            requested=requested,
+            sessions=budget.sessions,
+            limit=budget.soft,
+            perSession=PER_SESSION,
+            margin=MARGIN,
+        )
+    elif budget.raisedFrom is not None:
+        _log.info(
+            "raised the open-file limit (RLIMIT_NOFILE) from {old} to {new} "
+            "for --max-sessions {requested}",
+            old=budget.raisedFrom,
+            new=budget.soft,
+            requested=requested,
+        )
+    return budget.sessions
 
 
 def makeService(options: dict[str, Any]) -> IService:
     """
-    One listening service per C{--port}, all sharing one factory.
+    One listening service per C{--port}, all sharing one factory, and one
+    that keeps C{SIGHUP} from ending the server.
+
+    @param options: Parsed L{Options}.
+
+    @return: The service to run.
+
+    @raise StartupError: If the open-file limit leaves room for no session.
     """
     from twisted.internet import reactor
 
@@ -193,17 +317,20 @@ def makeService(options: dict[str, Any]) -> IService:
         handshakeTimeout=options["handshake-timeout"],
         connectTimeout=options["connect-timeout"],
         idleTimeout=options["idle-timeout"] or None,
-        maxSessions=options["max-sessions"],
+        maxSessions=sessionCap(options["max-sessions"]),
         bindTimeout=options["bind-timeout"],
         udpTimeout=options["udp-timeout"],
         externalAddress=options["external-address"],
     )
+
+    def listening(port: IListeningPort) -> None:
+        # The factory refuses CONNECT requests aimed at the server itself.
+        factory.addListeningAddress(port.getHost())
+
     service = MultiService()
-    for description in options["ports"]:
-        listening = StreamServerEndpointService(
-            serverFromString(reactor, description), factory
-        )
-        # Fail at start-up, not in a log line, when a port cannot be had.
-        listening._raiseSynchronously = True
-        listening.setServiceParent(service)
+    IgnoreSIGHUPService(IReactorFromThreads(reactor)).setServiceParent(service)  # type: ignore[no-untyped-call]
+    for listener in options["listeners"]:
+        ListeningService(
+            listener.description, listener.endpoint, factory, listening
+        ).setServiceParent(service)  # type: ignore[no-untyped-call]
     return service

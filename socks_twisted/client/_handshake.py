@@ -222,7 +222,8 @@ class SOCKSClientProtocol(Protocol):
             self._fail(makeError(SOCKSError, f"cannot encode {message!r}: {e}"), True)
             return
         self._waitingFor = waitingFor
-        self.transport.write(data)  # type: ignore[union-attr]
+        assert self.transport is not None, "messages are sent once connected"
+        self.transport.write(data)
 
     def _eventReceived(self, event: Message) -> None:
         negotiation = self._negotiation

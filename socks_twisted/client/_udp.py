@@ -167,7 +167,7 @@ class SOCKS5UDPAssociation:
         self.drops: Counter[str] = Counter()
         self.datagramsSent = 0
         self.datagramsReceived = 0
-        self._port: IListeningPort | None = None
+        self._port: IUDPTransport | None = None
         self._headers: dict[tuple[str, int], bytes] = {}
         self._connectedTo: tuple[str, int] | None = None
         self._broadcast = False
@@ -194,7 +194,9 @@ class SOCKS5UDPAssociation:
         """
         The local UDP socket is open: connect the application's protocol.
         """
-        self._port = port
+        # What listenUDP returns is the UDP transport too (IListeningPort is
+        # how IReactorUDP declares it).
+        self._port = cast(IUDPTransport, port)
         try:
             self._protocol.makeConnection(self)
         except BaseException:
@@ -243,7 +245,7 @@ class SOCKS5UDPAssociation:
             if len(self._headers) >= _HEADER_CACHE:
                 self._headers.clear()
             self._headers[(host, port)] = header
-        self._port.write(header + packet, self._relay)  # type: ignore[attr-defined]
+        self._port.write(header + packet, self._relay)
         self.datagramsSent += 1
 
     def connect(self, host: str, port: int) -> None:
@@ -271,8 +273,7 @@ class SOCKS5UDPAssociation:
         The address of the local UDP socket.
         """
         assert self._port is not None
-        host: IPv4Address | IPv6Address = self._port.getHost()  # type: ignore[assignment]
-        return host
+        return self._port.getHost()
 
     def stopListening(self) -> Deferred[None]:
         """

@@ -3,7 +3,7 @@ The listening factory: one server's settings, network, own addresses and
 session count.
 """
 
-from typing import cast
+from typing import Any, cast
 
 from twisted.cred.portal import Portal
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
@@ -70,10 +70,10 @@ class SOCKSServerFactory(Factory):
         listenFor: ListenerMaker | None = None,
         listenUDP: UDPOpener | None = None,
         resolve: Resolver | None = None,
-        **fields: object,
+        **fields: Any,
     ) -> None:
         if settings is None:
-            settings = ServerSettings(portal=portal, **fields)  # type: ignore[arg-type]  # checked by the dataclass at run time
+            settings = ServerSettings(portal=portal, **fields)
         elif portal is not None or fields:
             raise TypeError("give settings or its fields, not both")
         self.reactor = reactor
