@@ -66,7 +66,9 @@ class Listener:
     @ivar description: The description as the operator wrote it.
     @ivar endpoint: What listens.
     @ivar loopbackOnly: Whether only the local host can certainly connect:
-        TCP on a loopback address, or a UNIX socket.
+        TCP on a loopback address, a UNIX socket, or a socket from systemd
+        bound to one of those.  (Behind C{haproxy:}, the wrapped
+        description decides.)
     """
 
     description: str

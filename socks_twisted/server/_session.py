@@ -5,7 +5,7 @@ to a command handler, the relay, and the session's end.
 
 from collections.abc import Callable
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin, UnhandledCredentials
@@ -17,7 +17,8 @@ from twisted.internet.interfaces import (
     IListeningPort,
     IReactorTime,
 )
-from twisted.internet.protocol import Protocol, connectionDone
+from twisted.internet.protocol import Protocol as _Protocol
+from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -57,9 +58,6 @@ from ._settings import Network, ServerSettings
 from ._target import TargetProtocol
 from ._udp import UDPAssociation
 
-if TYPE_CHECKING:
-    from ._factory import SOCKSServerFactory
-
 _log = Logger()
 
 #: The handler of each command.
@@ -97,8 +95,24 @@ HOLD_LIMIT = 64 * 1024
 _REPLY_NAMES = {code: code.name.lower().replace("_", " ") for code in SOCKS5ReplyCode}
 
 
+class SessionFactory(Protocol):
+    """
+    What a session needs of the factory that built it.
+    """
+
+    reactor: IReactorTime
+    settings: ServerSettings
+    network: Network
+    ownAddresses: OwnAddresses
+
+    def sessionClosed(self, protocol: "SOCKSServerProtocol") -> None:
+        """
+        Forget a session whose client connection ended.
+        """
+
+
 @implementer(IHalfCloseableProtocol)
-class SOCKSServerProtocol(Protocol):
+class SOCKSServerProtocol(_Protocol):
     """
     The server's side of one client connection.
 
@@ -108,7 +122,7 @@ class SOCKSServerProtocol(Protocol):
     C{dataReceived} is one write to the target's transport.
     """
 
-    def __init__(self, factory: "SOCKSServerFactory") -> None:
+    def __init__(self, factory: SessionFactory) -> None:
         self.factory = factory
         self.settings: ServerSettings = factory.settings
         self.network: Network = factory.network
