@@ -66,7 +66,7 @@ def findCycle(graph: dict[str, set[str]]) -> list[str] | None:
         path.append(node)
         for successor in sorted(graph.get(node, ())):
             if state.get(successor) == 1:
-                return path[path.index(successor) :] + [successor]
+                return [*path[path.index(successor) :], successor]
             if successor not in state:
                 cycle = visit(successor)
                 if cycle:
