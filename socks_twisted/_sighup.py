@@ -41,7 +41,7 @@ class IgnoreSIGHUPService(Service):
         """
         Install the handler, remembering the one it replaces.
         """
-        super().startService()  # type: ignore[no-untyped-call]
+        Service.startService(self)
         self._previous = signal.signal(signal.SIGHUP, self._received)
         self._installed = True
 
@@ -54,7 +54,7 @@ class IgnoreSIGHUPService(Service):
             previous = signal.SIG_DFL if self._previous is None else self._previous
             signal.signal(signal.SIGHUP, previous)
             self._installed = False
-        super().stopService()  # type: ignore[no-untyped-call]
+        Service.stopService(self)
 
     def _received(self, signum: int, frame: FrameType | None) -> None:
         """

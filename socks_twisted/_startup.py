@@ -119,7 +119,7 @@ class ListeningService(Service):
 
         @raise StartupError: If the endpoint fails at once.
         """
-        super().privilegedStartService()  # type: ignore[no-untyped-call]
+        Service.privilegedStartService(self)
         self._listen()
 
     def startService(self) -> None:
@@ -128,7 +128,7 @@ class ListeningService(Service):
 
         @raise StartupError: If the endpoint fails at once.
         """
-        super().startService()  # type: ignore[no-untyped-call]
+        Service.startService(self)
         if self._pending is None and self._port is None:
             self._listen()
 
@@ -182,7 +182,7 @@ class ListeningService(Service):
 
         @return: Fires once the port is closed, if one was open.
         """
-        super().stopService()  # type: ignore[no-untyped-call]
+        Service.stopService(self)
         if self._pending is not None:
             self._pending.cancel()
         port, self._port = self._port, None

@@ -26,6 +26,8 @@ class SOCKSError(error.ConnectError):
     """
 
     def __init__(self, osError: object = None, string: str = "") -> None:
+        # ConnectError.__init__ is unannotated; super() keeps the cooperative
+        # __init__ of the subclasses that also derive from Twisted's errors.
         super().__init__(osError, string)  # type: ignore[no-untyped-call]
 
 
