@@ -33,6 +33,7 @@ from .interop._support import (
     LOOPBACK_LISTEN,
     SOCKSServerProcess,
     requirePeer,
+    spawnLogged,
     startSOCKSServer,
     testDirectory,
     twistdCommand,
@@ -88,17 +89,9 @@ def startTwistd(
 
     @return: The running server.
     """
-    directory = testDirectory(testCase)
-    logPath = os.path.join(directory, "twistd.out")
-    with open(logPath, "wb") as logFile:
-        process = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=logFile,
-            stderr=subprocess.STDOUT,
-            cwd=directory,
-            env=dict(env) if env is not None else childEnvironment(),
-        )
+    process, logPath = spawnLogged(
+        testCase, argv, env if env is not None else childEnvironment()
+    )
     deadline = time.monotonic() + startTimeout
     while True:
         with open(logPath, "rb") as logFile:
@@ -752,16 +745,7 @@ class SocketActivationTests(SynchronousTestCase):
                 "-n", "--pidfile=", "socks", "--port", "systemd:domain=INET:index=0"
             ),
         ]
-        directory = testDirectory(self)
-        logPath = os.path.join(directory, "twistd.out")
-        with open(logPath, "wb") as logFile:
-            process = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=logFile,
-                stderr=subprocess.STDOUT,
-                cwd=directory,
-            )
+        process, logPath = spawnLogged(self, argv)
         # systemd-socket-activate starts twistd in its own place (same
         # process) once the first client connects.
         server = SOCKSServerProcess(process, logPath, [port])

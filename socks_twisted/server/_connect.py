@@ -2,7 +2,7 @@
 CONNECT: dial the target and hand its connection to the session.
 """
 
-from twisted.internet import defer
+from twisted.internet import defer, error
 from twisted.python.failure import Failure
 
 from .._addresses import hostAndPort, isUnspecified
@@ -44,8 +44,8 @@ async def _connect(request: Request, context: CommandContext) -> Outcome:
     connecting.addTimeout(timeout, context.reactor)
     try:
         target = await connecting
-    except defer.CancelledError:
-        raise
+    except (defer.CancelledError, error.ConnectingCancelledError):
+        raise  # the session gave up on it: nothing to answer
     except Exception as e:
         message = Failure(e).getErrorMessage()
         raise RefusedError(replyCodeFor(e), f"connecting failed: {message}") from e

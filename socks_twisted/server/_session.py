@@ -380,7 +380,7 @@ class SOCKSServerProtocol(_Protocol):
 
     def _failed(self, failure: Failure) -> None:
         self._pending = None
-        if failure.check(defer.CancelledError) or self._phase is _Phase.CLOSED:
+        if self._phase is _Phase.CLOSED:
             return  # the client left or the deadline passed: already ended
         self._earlyData.clear()
         if isinstance(failure.value, RefusedError):

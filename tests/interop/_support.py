@@ -233,6 +233,35 @@ class SOCKSServerProcess:
             )
 
 
+def spawnLogged(
+    testCase: SynchronousTestCase,
+    argv: Sequence[str],
+    env: Mapping[str, str] | None = None,
+) -> tuple[subprocess.Popen[bytes], str]:
+    """
+    Start a child process in a new temporary directory, its standard output
+    and error going to a file there.
+
+    @param testCase: The test that owns it (for the directory).
+    @param argv: The command line.
+    @param env: Its environment; ours by default.
+
+    @return: The process and the path of its output file.
+    """
+    directory = testDirectory(testCase)
+    logPath = os.path.join(directory, "twistd.out")
+    with open(logPath, "wb") as logFile:
+        process = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=logFile,
+            stderr=subprocess.STDOUT,
+            cwd=directory,
+            env=dict(env) if env is not None else None,
+        )
+    return process, logPath
+
+
 def startSOCKSServer(
     testCase: SynchronousTestCase,
     *args: str,
@@ -262,20 +291,10 @@ def startSOCKSServer(
     @raise AssertionError: If the server exits or does not listen in time;
         the message holds its output.
     """
-    directory = testDirectory(testCase)
-    logPath = os.path.join(directory, "twistd.out")
     socksArgs = [*(["--port", listen] if listen is not None else []), *args]
     expectedPorts = _countPortOptions(socksArgs) or 1
     argv = twistdCommand("-n", "--pidfile=", "socks", *socksArgs, python=python)
-    with open(logPath, "wb") as logFile:
-        process = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=logFile,
-            stderr=subprocess.STDOUT,
-            cwd=directory,
-            env=_childEnvironment(python),
-        )
+    process, logPath = spawnLogged(testCase, argv, _childEnvironment(python))
     deadline = time.monotonic() + startTimeout
     while True:
         with open(logPath, "rb") as logFile:

@@ -52,10 +52,12 @@ from twisted.trial.unittest import SkipTest, TestCase
 from zope.interface import implementer
 
 from socks_twisted.auth import portalFor
-from socks_twisted.server import SOCKSServerFactory, SOCKSServerProtocol
+from socks_twisted.server import SOCKSServerProtocol
 from socks_twisted.server._outbound import ConnectReactor, endpointFor
 from socks_twisted.server._session import DEPARTURE_GRACE
 from socks_twisted.server._udp import UDPAssociation
+
+from ..test_relay import CountingServerFactory
 
 reactor = cast(ConnectReactor, _globalReactor)
 
@@ -536,21 +538,6 @@ class LoopbackDialler:
         return _RecordedEndpoint(
             endpointFor(reactor, host, port, timeout), self.attempts
         )
-
-
-class CountingServerFactory(SOCKSServerFactory):
-    """
-    Our server factory, counting the sessions it accepts so that a test can
-    wait for all of them to end.
-    """
-
-    accepted = 0
-
-    def buildProtocol(self, addr: IAddress | None) -> SOCKSServerProtocol | None:
-        protocol = super().buildProtocol(addr)
-        if protocol is not None:
-            self.accepted += 1
-        return protocol
 
 
 class LoopbackTestCase(TestCase):
