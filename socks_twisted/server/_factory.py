@@ -3,6 +3,7 @@ The listening factory: one server's settings, network, own addresses and
 session count.
 """
 
+from collections.abc import Callable
 from typing import Any, cast
 
 from twisted.cred.portal import Portal
@@ -12,6 +13,7 @@ from twisted.internet.interfaces import (
     IReactorPluggableNameResolver,
     IReactorTime,
     IReactorUDP,
+    IStreamClientEndpoint,
     IStreamServerEndpoint,
 )
 from twisted.internet.protocol import Factory
@@ -28,6 +30,7 @@ from ._settings import (
     Network,
     Resolver,
     ServerSettings,
+    SimpleDialler,
     UDPOpener,
 )
 
@@ -47,8 +50,12 @@ class SOCKSServerFactory(Factory):
         listens and resolves with it, so it must then provide L{IReactorTCP},
         L{IReactorUDP} and L{IReactorPluggableNameResolver} too.
     @param endpointFor: Makes the endpoint that dials C{(host, port,
-        timeout)}; by default TCP for IP literals and L{HostnameEndpoint} for
-        names.
+        timeout)}; the policy then checks a name's address once connected
+        (the connection is closed if it is denied).
+    @param dialler: Makes the endpoint that dials a target, also given
+        which of a name's addresses the policy allows and the source
+        address (see L{Dialler}); by default TCP for IP literals and
+        L{HostnameEndpoint} for names, through the allowed addresses only.
     @param listenFor: Makes the endpoint a BIND listener listens on, given
         the interface; by default TCP on an ephemeral port.
     @param listenUDP: Opens the UDP port of an association on an interface;
@@ -66,7 +73,8 @@ class SOCKSServerFactory(Factory):
         *,
         settings: ServerSettings | None = None,
         portal: Portal | None = None,
-        endpointFor: Dialler | None = None,
+        endpointFor: SimpleDialler | None = None,
+        dialler: Dialler | None = None,
         listenFor: ListenerMaker | None = None,
         listenUDP: UDPOpener | None = None,
         resolve: Resolver | None = None,
@@ -79,9 +87,14 @@ class SOCKSServerFactory(Factory):
         self.reactor = reactor
         self.settings = settings
         full = cast(_FullReactor, reactor)
+        if dialler is None:
+            dialler = (
+                _simpleDialler(endpointFor)
+                if endpointFor is not None
+                else _defaultDialler(full)
+            )
         self.network = Network(
-            dial=endpointFor
-            or (lambda host, port, timeout: endpointFor_(full, host, port, timeout)),
+            dial=dialler,
             listen=listenFor or (lambda interface: _listenerFor(full, interface)),
             listenUDP=listenUDP
             or (lambda interface, p: full.listenUDP(0, p, interface, 65535)),
@@ -119,7 +132,34 @@ class SOCKSServerFactory(Factory):
         self.sessions.discard(protocol)
 
 
-endpointFor_ = endpointFor
+def _simpleDialler(endpointFor: SimpleDialler) -> Dialler:
+    def dial(
+        host: str,
+        port: int,
+        timeout: float,
+        *,
+        accept: Callable[[str], bool] | None = None,
+        bindAddress: str | None = None,
+    ) -> IStreamClientEndpoint:
+        return endpointFor(host, port, timeout)
+
+    return dial
+
+
+def _defaultDialler(reactor: "_FullReactor") -> Dialler:
+    def dial(
+        host: str,
+        port: int,
+        timeout: float,
+        *,
+        accept: Callable[[str], bool] | None = None,
+        bindAddress: str | None = None,
+    ) -> IStreamClientEndpoint:
+        return endpointFor(
+            reactor, host, port, timeout, accept=accept, bindAddress=bindAddress
+        )
+
+    return dial
 
 
 class _FullReactor(ConnectReactor, IReactorUDP, IReactorPluggableNameResolver):

@@ -6,6 +6,7 @@ values from the command line or the embedding program) and the network
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from twisted.cred.portal import Portal
 from twisted.internet import defer
@@ -16,8 +17,32 @@ from twisted.internet.interfaces import (
 )
 from twisted.internet.protocol import DatagramProtocol
 
-#: Makes the endpoint that dials C{(host, port, timeout)}.
-Dialler = Callable[[str, int, float], IStreamClientEndpoint]
+#: Makes the endpoint that dials C{(host, port, timeout)}: the simple form an
+#: embedding program may give.
+SimpleDialler = Callable[[str, int, float], IStreamClientEndpoint]
+
+
+class Dialler(Protocol):
+    """
+    Makes the endpoint that dials a target.
+    """
+
+    def __call__(
+        self,
+        host: str,
+        port: int,
+        timeout: float,
+        *,
+        accept: Callable[[str], bool] | None = None,
+        bindAddress: str | None = None,
+    ) -> IStreamClientEndpoint:
+        """
+        @param accept: For a name, which of its addresses may be dialled
+            (the policy); all when C{None}.
+        @param bindAddress: The connection's source address, if any.
+        """
+
+
 #: Makes the endpoint a BIND listener listens on, given its interface.
 ListenerMaker = Callable[[str], IStreamServerEndpoint]
 #: Opens the UDP port of an association on an interface.
