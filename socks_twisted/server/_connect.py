@@ -46,6 +46,10 @@ async def _connect(request: Request, context: CommandContext) -> Outcome:
         target = await connecting
     except (defer.CancelledError, error.ConnectingCancelledError):
         raise  # the session gave up on it: nothing to answer
+    except ValueError as e:  # HostnameEndpoint's word for a name it cannot use
+        raise RefusedError(
+            SOCKS5ReplyCode.HOST_UNREACHABLE, f"invalid host name: {e}"
+        ) from e
     except Exception as e:
         message = Failure(e).getErrorMessage()
         raise RefusedError(replyCodeFor(e), f"connecting failed: {message}") from e

@@ -10,6 +10,7 @@ from twisted.cred.portal import Portal
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
 from twisted.internet.interfaces import (
     IAddress,
+    IDelayedCall,
     IReactorPluggableNameResolver,
     IReactorTime,
     IReactorUDP,
@@ -101,6 +102,7 @@ class SOCKSServerFactory(Factory):
             resolve=resolve or (lambda name, family: resolveName(full, name, family)),
         )
         self.ownAddresses = OwnAddresses()
+        self._refusals = _RefusalLog(reactor)
         self.sessions: set[SOCKSServerProtocol] = set()
 
     def addListeningAddress(self, address: IAddress) -> None:
@@ -114,12 +116,7 @@ class SOCKSServerFactory(Factory):
 
     def buildProtocol(self, addr: IAddress | None) -> SOCKSServerProtocol | None:
         if len(self.sessions) >= self.settings.maxSessions:
-            _log.warn(
-                "refusing connection from {peer}: {count} sessions open, "
-                "the limit (--max-sessions)",
-                peer=formatAddress(addr),
-                count=len(self.sessions),
-            )
+            self._refusals.refused(formatAddress(addr), len(self.sessions))
             return None
         protocol = SOCKSServerProtocol(self)
         self.sessions.add(protocol)
@@ -130,6 +127,42 @@ class SOCKSServerFactory(Factory):
         Forget a session whose client connection ended.
         """
         self.sessions.discard(protocol)
+
+
+class _RefusalLog:
+    """
+    Logs refusals at the session limit: the first at once, then at most one
+    line a second that counts the others, so that a flood of connections
+    cannot flood the log.
+    """
+
+    def __init__(self, reactor: IReactorTime) -> None:
+        self._reactor = reactor
+        self._suppressed = 0
+        self._flush: IDelayedCall | None = None
+
+    def refused(self, peer: str, open: int) -> None:
+        if self._flush is not None:
+            self._suppressed += 1
+            return
+        _log.warn(
+            "refusing connection from {peer}: {count} sessions open, "
+            "the limit (--max-sessions)",
+            peer=peer,
+            count=open,
+        )
+        self._flush = self._reactor.callLater(1.0, self._report)
+
+    def _report(self) -> None:
+        self._flush = None
+        if self._suppressed:
+            _log.warn(
+                "refused {suppressed} more connections in the last second: "
+                "the limit (--max-sessions)",
+                suppressed=self._suppressed,
+            )
+            self._suppressed = 0
+            self._flush = self._reactor.callLater(1.0, self._report)
 
 
 def _simpleDialler(endpointFor: SimpleDialler) -> Dialler:

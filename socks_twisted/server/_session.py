@@ -238,7 +238,7 @@ class SOCKSServerProtocol(_Protocol):
             self._relay.connectionLost(self._client, reason)
             return
         if self._phase is not _Phase.CLOSED:
-            phase = self._phase.value
+            phase = self._phaseName()
             self._phase = _Phase.CLOSED
             self.reason = self.reason or (
                 f"client left during {phase}: {reason.getErrorMessage()}"
@@ -384,7 +384,10 @@ class SOCKSServerProtocol(_Protocol):
             return  # the client left or the deadline passed: already ended
         self._earlyData.clear()
         if isinstance(failure.value, RefusedError):
-            self._refuse(failure.value.code, failure.value.reason)
+            reason = failure.value.reason
+            if self._clientEOF:
+                reason += " (after the client sent end-of-file)"
+            self._refuse(failure.value.code, reason)
         else:
             _log.failure("command handler failed", failure)
             self._refuse(SOCKS5ReplyCode.GENERAL_FAILURE, "internal error")
@@ -480,7 +483,7 @@ class SOCKSServerProtocol(_Protocol):
         abandon the credential check, the dial or the BIND listener.
         """
         self._graceCall = None
-        phase = self._phase.value
+        phase = self._phaseName()
         self._phase = _Phase.CLOSED
         self.reason = (
             f"client left during {phase} (end-of-file, no outcome within "
@@ -488,6 +491,11 @@ class SOCKSServerProtocol(_Protocol):
         )
         self._cancelPending()
         self._client.loseConnection()
+
+    def _phaseName(self) -> str:
+        if self._phase is _Phase.CONNECTING and self.command is Command.BIND:
+            return "waiting for the BIND peer"
+        return self._phase.value
 
     def _refuse(self, code: SOCKS5ReplyCode, reason: str) -> None:
         """

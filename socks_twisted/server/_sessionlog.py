@@ -8,19 +8,26 @@ from twisted.logger import Logger
 
 from .._addresses import formatAddress, formatHostPort
 
-_PLAIN = frozenset(range(0x20, 0x7F)) - {ord("\\")}
+_PRINTABLE = frozenset(range(0x20, 0x7F)) - {ord("\\")}
+_WORD = _PRINTABLE - {ord(" ")}
 
 
-def escape(value: bytes | str) -> str:
+def escape(value: bytes | str, *, spaces: bool = False) -> str:
     """
     Printable ASCII as is; every other byte (of the UTF-8 encoding, for
     text), and the backslash itself so that an escape cannot be forged, as
     C{\\xNN}.
+
+    @param spaces: Keep spaces as they are.  A field that is one word of a
+        C{key=value} line (a user name, a host) escapes them, so that a
+        client cannot add fields of its own; the reason, always last, keeps
+        them.
     """
+    plain = _PRINTABLE if spaces else _WORD
     raw = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
-    if all(byte in _PLAIN for byte in raw):
+    if all(byte in plain for byte in raw):
         return raw.decode("ascii")
-    return "".join(chr(b) if b in _PLAIN else f"\\x{b:02x}" for b in raw)
+    return "".join(chr(b) if b in plain else f"\\x{b:02x}" for b in raw)
 
 
 def clientName(peer: IAddress, host: IAddress) -> str:
@@ -54,7 +61,7 @@ def logSession(
     Log the session's summary to C{log}; C{user}, the target's host and
     C{reason} (which can quote a client's bytes) are escaped here.
     """
-    reason = escape(reason)
+    reason = escape(reason, spaces=True)
     log.info(
         "SOCKS session {client} user={user} version={version} "
         "command={command} target={target} reply={reply} "

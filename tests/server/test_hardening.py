@@ -151,7 +151,7 @@ class DepartureTests(SynchronousTestCase):
         )
         protocol.connectionLost(Failure(error.ConnectionDone()))
         [event] = log.sessionEvents()
-        self.assertIn("client left during connecting", event["reason"])
+        self.assertIn("client left during waiting for the BIND peer", event["reason"])
 
     def test_refusalAfterEOFClosesAtOnce(self) -> None:
         """
@@ -471,6 +471,29 @@ class LogEscapingTests(SynchronousTestCase):
         self.assertEqual(escape("\\x0a"), "\\x5cx0a")
         self.assertEqual(escape("é"), "\\xc3\\xa9")
         self.assertEqual(escape(b"\x7f\x00"), "\\x7f\\x00")
+        self.assertEqual(escape("a b"), "a\\x20b")
+        self.assertEqual(escape("a b", spaces=True), "a b")
+
+    def test_noForgedFields(self) -> None:
+        """
+        A user name that spells other fields of the line stays one field:
+        its spaces are escaped.
+        """
+        log = LogCapture(self)
+        user = b"alice version=4 command=CONNECT target=evil:1 reply=0"
+        factory, _, _ = makeFactory(users={user: b"pw"})
+        protocol, _ = connectClient(factory)
+        protocol.dataReceived(
+            bytes.fromhex("05 01 02 01")
+            + bytes([len(user)])
+            + user
+            + bytes.fromhex("02 7777")
+        )
+        protocol.connectionLost(Failure(error.ConnectionDone()))
+        text = formatEvent(log.sessionEvents()[0])
+        self.assertEqual(text.count(" version="), 1)
+        self.assertEqual(text.count(" reply="), 1)
+        self.assertIn("user=alice\\x20version=4\\x20command=CONNECT", text)
 
     def test_forgedUsername(self) -> None:
         """
@@ -492,7 +515,7 @@ class LogEscapingTests(SynchronousTestCase):
         text = formatEvent(event)
         for raw in ("\n", "\r", "\x1b"):
             self.assertNotIn(raw, text)
-        self.assertIn("user=x\\x0aINFO FORGED login ok\\x0d\\x1b[31m", text)
+        self.assertIn("user=x\\x0aINFO\\x20FORGED\\x20login\\x20ok\\x0d\\x1b[31m", text)
         self.assertNotIn("ww", text)  # the password
 
     def test_socks4aNameAndVersion(self) -> None:

@@ -817,7 +817,9 @@ class DepartureTests(LoopbackTestCase):
             event = await self.eventFor(client)
             self.assertEqual(event["command"], "BIND")
             self.assertTrue(
-                event["reason"].startswith("client left during connecting"),
+                event["reason"].startswith(
+                    "client left during waiting for the BIND peer"
+                ),
                 event["reason"],
             )
 
@@ -1177,7 +1179,9 @@ class LogEscapingTests(LoopbackTestCase):
 
         text = formatEvent(await self.eventFor(client))
         self.assertEscaped(text)
-        self.assertIn("user=x\\x0aINFO FORGED login ok\\x0d\\x1b[31m ", text)
+        self.assertIn(
+            "user=x\\x0aINFO\\x20FORGED\\x20login\\x20ok\\x0d\\x1b[31m ", text
+        )
 
     async def test_socks4aName(self) -> None:
         """
