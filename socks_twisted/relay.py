@@ -16,6 +16,7 @@ from twisted.internet.interfaces import IPushProducer, ITCPTransport
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from ._bandwidth import FLOW_CONTROL, PauseGate
 from ._transport import StreamTransport, socketOf
 
 _LINGER_RESET = struct.pack("ii", 1, 0)
@@ -42,23 +43,33 @@ class _Reader:
     """
     One side's reading, as the producer for the other side's writing.
 
-    Its C{stopProducing} does nothing: the relay decides how the other side
-    ends (Twisted would otherwise close the producer gracefully even when the
-    consumer was reset).  Once the side has seen end-of-file, resuming it
-    would re-arm a reader on a finished socket, so it is ignored.
+    Its pauses go through a L{PauseGate}: flow control (the other side's
+    write buffer) is one reason, a bandwidth throttle another, and one's
+    resume never undoes the other's pause.  Its C{stopProducing} does
+    nothing: the relay decides how the other side ends (Twisted would
+    otherwise close the producer gracefully even when the consumer was
+    reset).  Once the side has seen end-of-file, resuming it would re-arm a
+    reader on a finished socket, so it is ignored.
     """
 
     def __init__(self, transport: StreamTransport) -> None:
         self.transport = transport
         self.eof = False
+        self.gate = PauseGate(self._pause, self._resume)
 
-    def pauseProducing(self) -> None:
+    def _pause(self) -> None:
         if not self.eof:
             self.transport.pauseProducing()
 
-    def resumeProducing(self) -> None:
+    def _resume(self) -> None:
         if not self.eof:
             self.transport.resumeProducing()
+
+    def pauseProducing(self) -> None:
+        self.gate.pause(FLOW_CONTROL)
+
+    def resumeProducing(self) -> None:
+        self.gate.resume(FLOW_CONTROL)
 
     def stopProducing(self) -> None:
         pass
@@ -90,6 +101,13 @@ class Relay:
 
     def _index(self, transport: StreamTransport) -> int:
         return 0 if self._readers[0].transport is transport else 1
+
+    def gate(self, transport: StreamTransport) -> PauseGate:
+        """
+        What pauses and resumes reading from C{transport}, for a reason of
+        the caller's (a throttle, a hold) besides flow control.
+        """
+        return self._readers[self._index(transport)].gate
 
     def start(self) -> None:
         """

@@ -21,6 +21,8 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
 from .._addresses import formatAddress
+from .._bandwidth import BucketRegistry
+from ._limits import BACK_OFF, PER_CLIENT, RATE, Limiter, clientKey
 from ._outbound import ConnectReactor, endpointFor
 from ._own import OwnAddresses
 from ._resolve import resolveName
@@ -102,8 +104,24 @@ class SOCKSServerFactory(Factory):
             resolve=resolve or (lambda name, family: resolveName(full, name, family)),
         )
         self.ownAddresses = OwnAddresses()
+        self.limiter = Limiter(reactor, settings.limits)
+        self.userBandwidthUp = BucketRegistry(reactor, settings.bandwidthPerUser)
+        self.userBandwidthDown = BucketRegistry(reactor, settings.bandwidthPerUser)
         self._refusals = _RefusalLog(reactor)
         self.sessions: set[SOCKSServerProtocol] = set()
+
+    def reconfigure(self, settings: ServerSettings) -> None:
+        """
+        Apply new settings (a reload): new sessions read them; open
+        sessions keep running, their bandwidth caps following the new
+        values.
+        """
+        self.settings = settings
+        self.limiter.configure(settings.limits)
+        self.userBandwidthUp.setRate(settings.bandwidthPerUser)
+        self.userBandwidthDown.setRate(settings.bandwidthPerUser)
+        for session in self.sessions:
+            session.reconfigure(settings)
 
     def addListeningAddress(self, address: IAddress) -> None:
         """
@@ -116,9 +134,18 @@ class SOCKSServerFactory(Factory):
 
     def buildProtocol(self, addr: IAddress | None) -> SOCKSServerProtocol | None:
         if len(self.sessions) >= self.settings.maxSessions:
-            self._refusals.refused(formatAddress(addr), len(self.sessions))
+            self._refusals.refused(
+                formatAddress(addr),
+                f"{len(self.sessions)} sessions open, the limit (--max-sessions)",
+            )
             return None
-        protocol = SOCKSServerProtocol(self)
+        client = clientKey(addr)
+        refusal = self.limiter.admitClient(client)
+        if refusal is not None:
+            if refusal != BACK_OFF:  # the limiter logs those once a period
+                self._refusals.refused(formatAddress(addr), _LIMIT_NAMES[refusal])
+            return None
+        protocol = SOCKSServerProtocol(self, client)
         self.sessions.add(protocol)
         return protocol
 
@@ -126,42 +153,51 @@ class SOCKSServerFactory(Factory):
         """
         Forget a session whose client connection ended.
         """
-        self.sessions.discard(protocol)
+        if protocol in self.sessions:
+            self.sessions.discard(protocol)
+            self.limiter.releaseClient(protocol.clientKey)
+
+
+#: How a refusal by the limiter is logged.
+_LIMIT_NAMES = {
+    PER_CLIENT: "sessions-per-client reached",
+    RATE: "new-sessions-per-second-per-client exceeded",
+}
 
 
 class _RefusalLog:
     """
-    Logs refusals at the session limit: the first at once, then at most one
-    line a second that counts the others, so that a flood of connections
-    cannot flood the log.
+    Logs connections refused at accept: the first for a reason at once,
+    then at most one line a second that counts the others, so that a flood
+    of connections cannot flood the log.
     """
 
     def __init__(self, reactor: IReactorTime) -> None:
         self._reactor = reactor
-        self._suppressed = 0
+        self._suppressed: dict[str, int] = {}
         self._flush: IDelayedCall | None = None
 
-    def refused(self, peer: str, open: int) -> None:
-        if self._flush is not None:
-            self._suppressed += 1
+    def refused(self, peer: str, why: str) -> None:
+        if why in self._suppressed:
+            self._suppressed[why] += 1
             return
-        _log.warn(
-            "refusing connection from {peer}: {count} sessions open, "
-            "the limit (--max-sessions)",
-            peer=peer,
-            count=open,
-        )
-        self._flush = self._reactor.callLater(1.0, self._report)
+        _log.warn("refusing connection from {peer}: {why}", peer=peer, why=why)
+        self._suppressed[why] = 0
+        if self._flush is None:
+            self._flush = self._reactor.callLater(1.0, self._report)
 
     def _report(self) -> None:
         self._flush = None
+        counts, self._suppressed = self._suppressed, {}
+        for why, count in counts.items():
+            if count:
+                _log.warn(
+                    "refused {count} more connections in the last second: {why}",
+                    count=count,
+                    why=why,
+                )
+                self._suppressed[why] = 0
         if self._suppressed:
-            _log.warn(
-                "refused {suppressed} more connections in the last second: "
-                "the limit (--max-sessions)",
-                suppressed=self._suppressed,
-            )
-            self._suppressed = 0
             self._flush = self._reactor.callLater(1.0, self._report)
 
 

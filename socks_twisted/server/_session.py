@@ -23,6 +23,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from .._bandwidth import THROTTLE, BucketRegistry, Throttle, TokenBucket
 from .._transport import StreamTransport, streamTransport
 from .._wire import (
     NEED_DATA,
@@ -52,6 +53,7 @@ from ._command import Associated, Handler, Outcome, RefusedError, Relayed, Reque
 from ._connect import connect
 from ._foreign import HTTP_ANSWER, LONGEST_PREFIX, Foreign, identify
 from ._idle import IdleWatch
+from ._limits import PER_USER, RATE, Limiter
 from ._own import OwnAddresses
 from ._sessionlog import clientName, logSession
 from ._settings import Network, ServerSettings
@@ -92,6 +94,16 @@ DEPARTURE_GRACE = 3.0
 #: Reading on until then is what lets a client's disconnect be noticed.
 HOLD_LIMIT = 64 * 1024
 
+#: The reason a session's own pause of its client is held under, once the
+#: relay's gate decides (see L{Relay.gate}).
+_HOLD = "hold"
+
+#: How a refusal by the per-user limits is logged.
+_USER_LIMIT_NAMES = {
+    PER_USER: "sessions-per-user reached",
+    RATE: "new sessions per second for this user exceeded",
+}
+
 _REPLY_NAMES = {code: code.name.lower().replace("_", " ") for code in SOCKS5ReplyCode}
 
 
@@ -104,6 +116,9 @@ class SessionFactory(Protocol):
     settings: ServerSettings
     network: Network
     ownAddresses: OwnAddresses
+    limiter: Limiter
+    userBandwidthUp: BucketRegistry
+    userBandwidthDown: BucketRegistry
 
     def sessionClosed(self, protocol: "SOCKSServerProtocol") -> None:
         """
@@ -122,8 +137,13 @@ class SOCKSServerProtocol(_Protocol):
     C{dataReceived} is one write to the target's transport.
     """
 
-    def __init__(self, factory: SessionFactory) -> None:
+    def __init__(self, factory: SessionFactory, clientKey: str | None = None) -> None:
+        """
+        @param clientKey: The client's IP as the limits count it (see
+            L{clientKey}); C{None} for none.
+        """
         self.factory = factory
+        self.clientKey = clientKey
         self.settings: ServerSettings = factory.settings
         self.network: Network = factory.network
         self.ownAddresses: OwnAddresses = factory.ownAddresses
@@ -140,6 +160,10 @@ class SOCKSServerProtocol(_Protocol):
         self._clientEOF = False
         self._held = 0
         self._paused = False
+        self._admittedUser: bytes | None = None
+        self._throttles: tuple[Throttle, Throttle] | None = None
+        self._sessionBuckets: tuple[TokenBucket, TokenBucket] | None = None
+        self._userBuckets = False
         self._target: TargetProtocol | None = None
         self._targetTransport: StreamTransport
         self._relay: Relay | None = None
@@ -193,6 +217,8 @@ class SOCKSServerProtocol(_Protocol):
         if self._phase is _Phase.RELAYING:
             self.bytesFromClient += len(data)
             self._targetTransport.write(data)
+            if self._throttles is not None:
+                self._throttles[0].transferred(len(data))
         elif self._phase is _Phase.HANDSHAKE:
             if not self._isSOCKS:
                 if self._prefix or data[:1] not in (b"\x04", b"\x05"):
@@ -337,6 +363,14 @@ class SOCKSServerProtocol(_Protocol):
         self._pending = None
         _, avatar, _ = result
         self.user = avatar.username or self.user
+        assert self.user is not None
+        refusal = self.factory.limiter.admitUser(self.user)
+        if refusal is not None:
+            self._client.write(self._wire.send(UsernamePasswordStatus(1)))
+            self.replyCode = 1
+            self._close(f"refused: {_USER_LIMIT_NAMES[refusal]}")
+            return
+        self._admittedUser = self.user
         self._client.write(self._wire.send(UsernamePasswordStatus(0)))
         self._phase = _Phase.HANDSHAKE
         self._release()
@@ -350,6 +384,7 @@ class SOCKSServerProtocol(_Protocol):
             reason = "authentication failed: " + (
                 failure.getErrorMessage() or "bad username or password"
             )
+            self.factory.limiter.authFailed(self.clientKey)
         else:
             _log.failure("credential checker failed", failure)
             reason = "authentication failed: the credential checker raised an error"
@@ -402,7 +437,12 @@ class SOCKSServerProtocol(_Protocol):
         self._held = 0
         if self._paused:
             self._paused = False
-            self._client.resumeProducing()
+            if self._relay is not None:
+                # Relaying: flow control and throttles may have their own
+                # pauses in force; lift only ours.
+                self._relay.gate(self._client).resume(_HOLD)
+            else:
+                self._client.resumeProducing()
 
     # Success
 
@@ -420,18 +460,74 @@ class SOCKSServerProtocol(_Protocol):
             self._client, self._targetTransport, self._endSession
         )
         self._phase = _Phase.RELAYING
+        if self._paused:
+            self._relay.gate(self._client).pause(_HOLD)
         self._relay.start()
+        self._throttle(self.settings)
         early = b"".join(self._earlyData)
         self._earlyData.clear()
         if early:
             self.bytesFromClient += len(early)
             self._targetTransport.write(early)
+            if self._throttles is not None:
+                self._throttles[0].transferred(len(early))
         if self._clientEOF:
             self._relay.readClosed(self._client)
         else:
             self._release()
         if self.settings.idleTimeout:
             self._watchIdle(self.settings.idleTimeout, self._relayActivity)
+
+    def _throttle(self, settings: ServerSettings) -> None:
+        """
+        Cap the relay's bandwidth each way, if a cap is set: the session's
+        own bucket and the one its user shares with the user's other
+        sessions.
+        """
+        relay = self._relay
+        perSession = settings.bandwidthPerSession
+        perUser = settings.bandwidthPerUser if self.user is not None else None
+        if relay is None or self._target is None:
+            return
+        if self._sessionBuckets is not None:
+            for bucket in self._sessionBuckets:
+                bucket.setRate(perSession)
+        if self._throttles is not None or (perSession is None and perUser is None):
+            return  # throttling, with rates now current; or nothing to cap
+        up, down = (
+            TokenBucket(self.reactor, perSession),
+            TokenBucket(self.reactor, perSession),
+        )
+        self._sessionBuckets = (up, down)
+        upBuckets, downBuckets = [up], [down]
+        if self.user is not None:
+            upBuckets.append(self.factory.userBandwidthUp.acquire(self.user))
+            downBuckets.append(self.factory.userBandwidthDown.acquire(self.user))
+            self._userBuckets = True
+        clientGate = relay.gate(self._client)
+        targetGate = relay.gate(self._targetTransport)
+        self._throttles = (
+            Throttle(
+                self.reactor,
+                upBuckets,
+                lambda: clientGate.pause(THROTTLE),
+                lambda: clientGate.resume(THROTTLE),
+            ),
+            Throttle(
+                self.reactor,
+                downBuckets,
+                lambda: targetGate.pause(THROTTLE),
+                lambda: targetGate.resume(THROTTLE),
+            ),
+        )
+        self._target.throttle = self._throttles[1]
+
+    def reconfigure(self, settings: ServerSettings) -> None:
+        """
+        New settings (a reload): a relayed session's bandwidth caps follow
+        them; everything else it was started with stays.
+        """
+        self._throttle(settings)
 
     def _associated(self, outcome: Associated) -> None:
         self._cancelGrace()
@@ -581,12 +677,21 @@ class SOCKSServerProtocol(_Protocol):
 
     def _endSession(self) -> None:
         """
-        Log the one event that sums the session up.
+        Release what the session held of the limits, and log the one event
+        that sums the session up.
         """
         if self._ended:
             return
         self._ended = True
         self._cancelTimers()
+        if self._throttles is not None:
+            for throttle in self._throttles:
+                throttle.stop()
+        if self._userBuckets and self.user is not None:
+            self.factory.userBandwidthUp.release(self.user)
+            self.factory.userBandwidthDown.release(self.user)
+        if self._admittedUser is not None:
+            self.factory.limiter.releaseUser(self._admittedUser)
         logSession(
             _log,
             client=self._clientName(),

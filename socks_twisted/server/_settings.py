@@ -5,7 +5,7 @@ values from the command line or the embedding program) and the network
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from twisted.cred.portal import Portal
@@ -16,6 +16,8 @@ from twisted.internet.interfaces import (
     IStreamServerEndpoint,
 )
 from twisted.internet.protocol import DatagramProtocol
+
+from ._limits import LimitSettings
 
 #: Makes the endpoint that dials C{(host, port, timeout)}: the simple form an
 #: embedding program may give.
@@ -73,6 +75,12 @@ class ServerSettings:
     @ivar externalAddress: The IP that BIND and UDP ASSOCIATE replies name
         instead of the listener's own (the server's public address behind
         NAT); C{None} to name the address the client reached us at.
+    @ivar limits: Sessions per client and per user, new sessions per
+        second, and the authentication-failure back-off.
+    @ivar bandwidthPerSession: Bytes per second each way for one relayed
+        session; C{None} for no cap.
+    @ivar bandwidthPerUser: Bytes per second each way shared by all of one
+        user's relayed sessions; C{None} for no cap.
     """
 
     portal: Portal | None = None
@@ -84,6 +92,9 @@ class ServerSettings:
     bindTimeout: float = 120.0
     udpTimeout: float = 300.0
     externalAddress: str | None = None
+    limits: LimitSettings = field(default_factory=LimitSettings)
+    bandwidthPerSession: int | None = None
+    bandwidthPerUser: int | None = None
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from .._bandwidth import Throttle
 from .._transport import StreamTransport, streamTransport
 from ..relay import Relay
 
@@ -23,6 +24,7 @@ class TargetProtocol(Protocol):
     """
 
     relay: Relay | None = None
+    throttle: Throttle | None = None
 
     def __init__(self, client: StreamTransport) -> None:
         self.client = client
@@ -38,6 +40,8 @@ class TargetProtocol(Protocol):
     def dataReceived(self, data: bytes) -> None:
         self.bytesReceived += len(data)
         self.client.write(data)
+        if self.throttle is not None:
+            self.throttle.transferred(len(data))
 
     def readConnectionLost(self) -> None:
         if self.relay is not None:

@@ -733,8 +733,8 @@ class DepartureTests(LoopbackTestCase):
         extra = await self.client(proxyPort)
         self.assertEqual(await extra.readToEOF("the extra connection to close"), b"")
         self.assertEqual(len(factory.sessions), 5)
-        [refusal] = [e for e in self.events if e.get("count") == 5]
-        self.assertIn("the limit", formatEvent(refusal))
+        [refusal] = [e for e in self.events if "refusing connection" in formatEvent(e)]
+        self.assertIn("5 sessions open, the limit", formatEvent(refusal))
 
         for client in clients:
             client.shutdownWrite()
