@@ -374,6 +374,9 @@ _DENY_LOCAL = Rule(
 )
 _ALLOW = Rule(index=0, name="default: allow", allow=True)
 
+#: The built-in rule, always first, that denies the server's own addresses.
+DENY_SELF = _DENY_SELF
+
 
 class _Compiled:
     """
@@ -482,18 +485,30 @@ class Policy:
                 return False
         return False
 
-    def decide(self, request: Request, address: str | None = None) -> Decision:
+    def decide(
+        self,
+        request: Request,
+        address: str | None = None,
+        *,
+        destinationKnown: bool = True,
+    ) -> Decision:
         """
         Find the rule that decides C{request}.
 
         @param address: For a request naming its destination by name, an
             address the name resolved to; ignored for an IP-literal host.
+        @param destinationKnown: C{False} when the request names no
+            destination yet (UDP ASSOCIATE: each datagram names its own);
+            rules with C{to} or C{ports} then cannot decide.
 
         @return: The decision; undetermined (C{Decision(None, None)}) when
             the host is a name, C{address} is L{None}, and some rule before
-            the deciding one could be told only by the address.
+            the deciding one could be told only by the address (or when the
+            destination is not known and such a rule comes first).
         """
         client = None if request.client is None else _parseAddress(request.client)
+        if not destinationKnown:
+            return self._decideWithoutDestination(request, client)
         target = _parseAddress(request.host)
         name: str | None = None
         if target is None:
@@ -547,6 +562,40 @@ class Policy:
             return Decision(rule.allow, rule)
         # Not reached: the last rule has no condition.
         return Decision(None if pending else False, None)
+
+    def _decideWithoutDestination(
+        self, request: Request, client: IPAddress | None
+    ) -> Decision:
+        user = request.user
+        userGroups = None if user is None else self.groupsOf(user)
+        for compiled in self._compiled:
+            if compiled.commands is not None and request.command not in (
+                compiled.commands
+            ):
+                continue
+            if compiled.versions is not None and request.version not in (
+                compiled.versions
+            ):
+                continue
+            if compiled.userNames is not None:
+                assert compiled.groups is not None
+                if user is None or not (
+                    user in compiled.userNames
+                    or (
+                        userGroups is not None
+                        and not userGroups.isdisjoint(compiled.groups)
+                    )
+                ):
+                    continue
+            if not compiled.matchesClient(client):
+                continue
+            rule = compiled.rule
+            if compiled.to is not None or compiled.ports is not None:
+                if rule.allow:
+                    return Decision(None, None)  # each destination decides
+                continue  # a deny for some destinations only
+            return Decision(rule.allow, rule)
+        return Decision(False, None)
 
 
 # Parsing.

@@ -4,18 +4,33 @@ the peer's connection to the session.
 """
 
 import socket
+from collections.abc import Callable
+from dataclasses import replace
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IAddress, IListeningPort
 from twisted.internet.protocol import Factory
 from twisted.python.failure import Failure
 
-from .._addresses import familyOf, familyOfAddress, hostAndPort, isUnspecified
+from .._addresses import (
+    familyOf,
+    familyOfAddress,
+    formatHostPort,
+    hostAndPort,
+    isUnspecified,
+)
 from .._transport import StreamTransport
 from .._wire import SOCKS5ReplyCode, normalizeIP
 from ..errors import SOCKSError, replyCodeFor
-from ._command import CommandContext, Outcome, RefusedError, Relayed, Request
-from ._connect import OWN_ADDRESS_REASON
+from ._command import (
+    OWN_ADDRESS_REASON,
+    CommandContext,
+    Outcome,
+    RefusedError,
+    Relayed,
+    Request,
+    deniedBy,
+)
 from ._local import replyAddress, serviceInterface
 from ._target import TargetProtocol
 
@@ -44,17 +59,27 @@ class BindFactory(Factory):
     Accepts the first connection to a BIND listener, and only it.
 
     @ivar peer: Fires with the L{TargetProtocol} of the accepted connection,
-        or fails with L{UnexpectedPeerError}.  Cancelling it, or its firing,
-        closes the listener.
+        or fails with L{UnexpectedPeerError} (or the rules' refusal).
+        Cancelling it, or its firing, closes the listener.
     """
 
     noisy = False
 
     def __init__(
-        self, client: StreamTransport, expected: frozenset[str] | None
+        self,
+        client: StreamTransport,
+        expected: frozenset[str] | None,
+        checkPeer: Callable[[str, int], RefusedError | None] = lambda host, port: None,
     ) -> None:
+        """
+        @param expected: The addresses the peer may come from; any when
+            C{None}.
+        @param checkPeer: What the rules say of a peer: C{None}, or the
+            refusal.
+        """
         self._client = client
         self._expected = expected
+        self._checkPeer = checkPeer
         self._done = False
         self.listener: IListeningPort | None = None
         self.peer: defer.Deferred[TargetProtocol] = defer.Deferred(
@@ -83,6 +108,10 @@ class BindFactory(Factory):
                 )
             )
             return None
+        refusal = self._checkPeer(host, port)
+        if refusal is not None:
+            self.peer.errback(refusal)
+            return None
         return _AcceptedProtocol(self._client, self)
 
     def accepted(self, protocol: TargetProtocol) -> None:
@@ -99,21 +128,35 @@ async def _bind(request: Request, context: CommandContext) -> Outcome:
         family = socket.AF_INET
     else:
         family = familyOf(host) or familyOfAddress(context.localAddress)
+    policy, asked = context.policy, context.policyRequest
     if familyOf(host) is None:
         try:
-            expected: list[str] | None = await context.network.resolve(host, family)
+            resolved = await context.network.resolve(host, family)
         except defer.CancelledError:
             raise
         except Exception as e:
             raise _refusal(Failure(e)) from e
+        decisions = [(a, policy.decide(asked, a)) for a in resolved]
+        expected: list[str] | None = [a for a, d in decisions if d.allowed]
+        if not expected:
+            raise deniedBy(decisions[0][1], f"BIND for every address of {host}")
     elif isUnspecified(host):
         expected = None
     else:
         if (host, request.port) in context.ownAddresses:
             raise RefusedError(SOCKS5ReplyCode.NOT_ALLOWED, OWN_ADDRESS_REASON)
         expected = [host]
+
+    def checkPeer(peerHost: str, peerPort: int) -> RefusedError | None:
+        decision = policy.decide(replace(asked, host=peerHost, port=peerPort))
+        if decision.allowed:
+            return None
+        return deniedBy(decision, f"BIND peer {formatHostPort(peerHost, peerPort)}")
+
     peers = BindFactory(
-        context.client, frozenset(map(normalizeIP, expected)) if expected else None
+        context.client,
+        frozenset(map(normalizeIP, expected)) if expected else None,
+        checkPeer,
     )
     interface = serviceInterface(context.localAddress, family)
     try:
@@ -142,6 +185,8 @@ async def _bind(request: Request, context: CommandContext) -> Outcome:
 
 
 def _refusal(failure: Failure) -> RefusedError:
+    if isinstance(failure.value, RefusedError):
+        return failure.value
     if isinstance(failure.value, UnexpectedPeerError):
         code = SOCKS5ReplyCode.NOT_ALLOWED
     else:

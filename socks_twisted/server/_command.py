@@ -22,6 +22,8 @@ from twisted.internet.interfaces import IAddress, IListeningPort, IReactorTime
 
 from .._transport import StreamTransport
 from .._wire import Command, SOCKS5ReplyCode
+from ..policy import DENY_SELF, Decision, Policy
+from ..policy import Request as PolicyRequest
 from ._own import OwnAddresses
 from ._settings import Network, ServerSettings
 from ._target import TargetProtocol
@@ -40,6 +42,21 @@ class Request:
     host: str
     port: int
     version: int
+
+
+#: Why a destination that is one of the server's own sockets is refused.
+OWN_ADDRESS_REASON = "the destination is this proxy's own listening address"
+
+
+def deniedBy(decision: Decision, what: str) -> "RefusedError":
+    """
+    The refusal for something the rules deny, naming the rule.
+    """
+    rule = decision.rule.describe() if decision.rule is not None else "the rules"
+    reason = f"{what} denied by {rule}"
+    if decision.rule is DENY_SELF:
+        reason += f": {OWN_ADDRESS_REASON}"
+    return RefusedError(SOCKS5ReplyCode.NOT_ALLOWED, reason)
 
 
 class RefusedError(Exception):
@@ -108,6 +125,21 @@ class CommandContext(Protocol):
         """
         The address of this server's own socket that the client reached:
         where BIND and UDP sockets are opened.
+        """
+
+    @property
+    def policy(self) -> Policy:
+        """The rules in force when the request was read."""
+
+    @property
+    def policyRequest(self) -> PolicyRequest:
+        """The request as the rules see it."""
+
+    @property
+    def decision(self) -> Decision:
+        """
+        The rules' decision on the request: allowed, or undetermined until
+        a name's addresses (or a datagram's destination) are known.
         """
 
     def announce(self, host: str, port: int) -> None:

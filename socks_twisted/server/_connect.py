@@ -8,11 +8,17 @@ from twisted.python.failure import Failure
 from .._addresses import hostAndPort, isUnspecified
 from .._wire import AddressType, SOCKS5ReplyCode, addressTypeOf
 from ..errors import replyCodeFor
-from ._command import CommandContext, Outcome, RefusedError, Relayed, Request
+from ..policy import Decision
+from ._command import (
+    OWN_ADDRESS_REASON,
+    CommandContext,
+    Outcome,
+    RefusedError,
+    Relayed,
+    Request,
+    deniedBy,
+)
 from ._target import TargetFactory, TargetProtocol
-
-#: Why a destination that is one of the server's own sockets is refused.
-OWN_ADDRESS_REASON = "the destination is this proxy's own listening address"
 
 
 def checkDestination(context: CommandContext, host: str, port: int) -> None:
@@ -32,10 +38,28 @@ def checkDestination(context: CommandContext, host: str, port: int) -> None:
 
 
 async def _connect(request: Request, context: CommandContext) -> Outcome:
-    checkDestination(context, request.host, request.port)
+    host, port = request.host, request.port
+    checkDestination(context, host, port)
+    isName = addressTypeOf(host) is AddressType.DOMAIN
+    policy, asked = context.policy, context.policyRequest
+    denials: list[Decision] = []
+
+    def accept(address: str) -> bool:
+        decision = policy.decide(asked, address)
+        if decision.allowed:
+            return True
+        denials.append(decision)
+        return False
+
     timeout = context.settings.connectTimeout
     try:
-        endpoint = context.network.dial(request.host, request.port, timeout)
+        endpoint = context.network.dial(
+            host,
+            port,
+            timeout,
+            accept=accept if isName else None,
+            bindAddress=context.decision.bind,
+        )
         connecting = endpoint.connect(TargetFactory(context.client))
     except Exception as e:  # a name that cannot even be dialled (bad IDNA)
         raise RefusedError(
@@ -46,6 +70,12 @@ async def _connect(request: Request, context: CommandContext) -> Outcome:
         target = await connecting
     except (defer.CancelledError, error.ConnectingCancelledError):
         raise  # the session gave up on it: nothing to answer
+    except error.DNSLookupError as e:
+        if denials:  # the name resolved, but to nothing the rules allow
+            raise deniedBy(denials[0], f"every address of {host}") from e
+        raise RefusedError(
+            replyCodeFor(e), f"connecting failed: {Failure(e).getErrorMessage()}"
+        ) from e
     except ValueError as e:  # HostnameEndpoint's word for a name it cannot use
         raise RefusedError(
             SOCKS5ReplyCode.HOST_UNREACHABLE, f"invalid host name: {e}"
@@ -54,10 +84,17 @@ async def _connect(request: Request, context: CommandContext) -> Outcome:
         message = Failure(e).getErrorMessage()
         raise RefusedError(replyCodeFor(e), f"connecting failed: {message}") from e
     assert isinstance(target, TargetProtocol)
-    # A name can resolve to the server itself; only now is the address known.
-    if hostAndPort(target.stream.getPeer()) in context.ownAddresses:
+    # What was reached is checked too: a name can resolve to the server
+    # itself, and a dialler of the embedding program's may not filter.
+    peer = hostAndPort(target.stream.getPeer())
+    if peer in context.ownAddresses:
         target.stream.abortConnection()
         raise RefusedError(SOCKS5ReplyCode.NOT_ALLOWED, OWN_ADDRESS_REASON)
+    if isName:
+        decision = policy.decide(asked, peer[0])
+        if not decision.allowed:
+            target.stream.abortConnection()
+            raise deniedBy(decision, f"{host} at {peer[0]}")
     return Relayed(target, hostAndPort(target.stream.getHost()))
 
 

@@ -3,7 +3,7 @@ The listening factory: one server's settings, network, own addresses and
 session count.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 from twisted.cred.portal import Portal
@@ -22,6 +22,7 @@ from twisted.logger import Logger
 
 from .._addresses import formatAddress
 from .._bandwidth import BucketRegistry
+from ..policy import Policy, Rule
 from ._limits import BACK_OFF, PER_CLIENT, RATE, Limiter, clientKey
 from ._outbound import ConnectReactor, endpointFor
 from ._own import OwnAddresses
@@ -104,11 +105,48 @@ class SOCKSServerFactory(Factory):
             resolve=resolve or (lambda name, family: resolveName(full, name, family)),
         )
         self.ownAddresses = OwnAddresses()
+        self._rules: tuple[Rule, ...] = ()
+        self._groups: Mapping[str, frozenset[str]] = {}
+        self._publicListener = False
+        self._policy: Policy | None = None
+        self._policyPublic = False
         self.limiter = Limiter(reactor, settings.limits)
         self.userBandwidthUp = BucketRegistry(reactor, settings.bandwidthPerUser)
         self.userBandwidthDown = BucketRegistry(reactor, settings.bandwidthPerUser)
         self._refusals = _RefusalLog(reactor)
         self.sessions: set[SOCKSServerProtocol] = set()
+
+    def setRules(
+        self,
+        rules: tuple[Rule, ...],
+        groups: Mapping[str, frozenset[str]],
+        *,
+        publicListener: bool = False,
+    ) -> None:
+        """
+        Apply access rules (L{socks_twisted.policy.parseRules}); new
+        requests are decided by them at once.
+
+        @param publicListener: Whether some listener is reachable from other
+            hosts, so that the default rules also deny the loopback,
+            link-local, unspecified and multicast addresses.  A listening
+            or accepting address that is not loopback counts too.
+        """
+        self._rules, self._groups = rules, groups
+        self._publicListener = publicListener
+        self._policy = None
+
+    @property
+    def policy(self) -> Policy:
+        """
+        The rules in force: the ones given to L{setRules} and the default
+        ones around them.
+        """
+        public = self._publicListener or self.ownAddresses.public
+        if self._policy is None or public != self._policyPublic:
+            self._policy = Policy(self._rules, self._groups, self.ownAddresses, public)
+            self._policyPublic = public
+        return self._policy
 
     def reconfigure(self, settings: ServerSettings) -> None:
         """
@@ -140,6 +178,9 @@ class SOCKSServerFactory(Factory):
             )
             return None
         client = clientKey(addr)
+        if not self.policy.mayEverAllow(client):
+            self._refusals.refused(formatAddress(addr), "no rule allows this client")
+            return None
         refusal = self.limiter.admitClient(client)
         if refusal is not None:
             if refusal != BACK_OFF:  # the limiter logs those once a period

@@ -50,6 +50,8 @@ class OwnAddresses:
         self._seen: set[tuple[str, int]] = set()
         self._anyIPv4: set[int] = set()
         self._anyIPv6: set[int] = set()
+        #: Whether some address is not loopback: other hosts can connect.
+        self.public = False
 
     def add(self, address: IAddress) -> None:
         """
@@ -63,6 +65,8 @@ class OwnAddresses:
             return
         self._seen.add(key)
         host = unmapped(address.host)
+        if not ipaddress.ip_address(host).is_loopback:
+            self.public = True
         if isUnspecified(host):
             wildcards = self._anyIPv6 if ":" in host else self._anyIPv4
             wildcards.add(address.port)

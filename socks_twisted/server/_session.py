@@ -23,6 +23,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from .._addresses import formatHostPort
 from .._bandwidth import THROTTLE, BucketRegistry, Throttle, TokenBucket
 from .._transport import StreamTransport, streamTransport
 from .._wire import (
@@ -46,10 +47,20 @@ from .._wire import (
 from .._wire import AddressType as _AddressType
 from .._wire import addressTypeOf as _addressTypeOf
 from ..auth import ISOCKSUser
+from ..policy import Decision, Policy
+from ..policy import Request as PolicyRequest
 from ..relay import Relay
 from ._associate import associate
 from ._bind import bind
-from ._command import Associated, Handler, Outcome, RefusedError, Relayed, Request
+from ._command import (
+    Associated,
+    Handler,
+    Outcome,
+    RefusedError,
+    Relayed,
+    Request,
+    deniedBy,
+)
 from ._connect import connect
 from ._foreign import HTTP_ANSWER, LONGEST_PREFIX, Foreign, identify
 from ._idle import IdleWatch
@@ -98,6 +109,13 @@ HOLD_LIMIT = 64 * 1024
 #: relay's gate decides (see L{Relay.gate}).
 _HOLD = "hold"
 
+#: The names the rules give the commands.
+_POLICY_COMMANDS = {
+    Command.CONNECT: "connect",
+    Command.BIND: "bind",
+    Command.UDP_ASSOCIATE: "udp",
+}
+
 #: How a refusal by the per-user limits is logged.
 _USER_LIMIT_NAMES = {
     PER_USER: "sessions-per-user reached",
@@ -117,6 +135,13 @@ class SessionFactory(Protocol):
     network: Network
     ownAddresses: OwnAddresses
     limiter: Limiter
+
+    @property
+    def policy(self) -> Policy:
+        """
+        The rules in force now.
+        """
+
     userBandwidthUp: BucketRegistry
     userBandwidthDown: BucketRegistry
 
@@ -161,6 +186,9 @@ class SOCKSServerProtocol(_Protocol):
         self._held = 0
         self._paused = False
         self._admittedUser: bytes | None = None
+        self._policy: Policy
+        self._policyRequest: PolicyRequest
+        self._decision: Decision
         self._throttles: tuple[Throttle, Throttle] | None = None
         self._sessionBuckets: tuple[TokenBucket, TokenBucket] | None = None
         self._userBuckets = False
@@ -194,6 +222,27 @@ class SOCKSServerProtocol(_Protocol):
         The address the client reached this server at.
         """
         return self._host
+
+    @property
+    def policy(self) -> Policy:
+        """
+        The rules in force when the request was read.
+        """
+        return self._policy
+
+    @property
+    def policyRequest(self) -> PolicyRequest:
+        """
+        The request as the rules see it.
+        """
+        return self._policyRequest
+
+    @property
+    def decision(self) -> Decision:
+        """
+        The rules' decision on the request.
+        """
+        return self._decision
 
     def announce(self, host: str, port: int) -> None:
         """
@@ -396,6 +445,25 @@ class SOCKSServerProtocol(_Protocol):
 
     def _request(self, request: Request) -> None:
         self.command, self.target = request.command, (request.host, request.port)
+        policy = self._policy = self.factory.policy
+        asked = self._policyRequest = PolicyRequest(
+            client=self.clientKey,
+            user=self.user.decode("utf-8", "surrogateescape") if self.user else None,
+            version=self.versionName,
+            command=_POLICY_COMMANDS[request.command],
+            host=request.host,
+            port=request.port,
+        )
+        decision = self._decision = policy.decide(
+            asked, destinationKnown=request.command is not Command.UDP_ASSOCIATE
+        )
+        if decision.allowed is False:
+            denied = deniedBy(
+                decision,
+                f"{request.command.name} {formatHostPort(request.host, request.port)}",
+            )
+            self._refuse(denied.code, denied.reason)
+            return
         self._phase = _Phase.CONNECTING
         self._cancelDeadline()
         trailing = self._wire.takeTrailingData()

@@ -5,7 +5,7 @@ and the targets it sends to.
 
 import socket
 from collections import Counter
-from collections.abc import Container
+from collections.abc import Callable, Container
 
 from twisted.internet.interfaces import IUDPTransport
 from twisted.internet.protocol import DatagramProtocol
@@ -22,6 +22,10 @@ from .._wire import (
     readUDPDatagram,
 )
 from ._settings import Resolver
+
+#: What the rules say of a UDP destination: C{(address, port, name)} to
+#: C{None} (allowed) or a description of the denial.
+Permit = Callable[[str, int, str | None], str | None]
 
 _log = Logger()
 
@@ -50,6 +54,9 @@ class UDPAssociation(DatagramProtocol):
     @param resolve: Resolves a name to addresses of a family.
     @param forbidden: Destinations never sent to (the server's own
         listening addresses); a datagram to one is dropped.
+    @param permit: What the rules say of a destination C{(address, port,
+        name)} (the name the client sent, if any): C{None} if allowed,
+        else the description of the denial (logged once per destination).
     """
 
     def __init__(
@@ -59,12 +66,15 @@ class UDPAssociation(DatagramProtocol):
         family: int,
         resolve: Resolver,
         forbidden: Container[tuple[str, int]] = (),
+        permit: Permit | None = None,
     ) -> None:
         self.clientHost = normalizeIP(clientHost)
         self.clientPort = clientPort
         self._family = family
         self._resolve = resolve
         self._forbidden = forbidden
+        self._permit = permit
+        self._denied: set[tuple[str, int]] = set()
         self._targets: dict[tuple[str, int], None] = {}
         self._names: dict[str, str] = {}
         self._pendingResolutions = 0
@@ -107,7 +117,7 @@ class UDPAssociation(DatagramProtocol):
         if addressType is _AddressType.DOMAIN:
             known = self._names.get(request.host)
             if known is not None:
-                self._send(request.data, known, request.port)
+                self._send(request.data, known, request.port, request.host)
             else:
                 self._resolveAndSend(request)
             return
@@ -131,7 +141,7 @@ class UDPAssociation(DatagramProtocol):
             if len(self._names) < MAX_NAMES:
                 self._names[request.host] = addresses[0]
             if self.transport is not None:
-                self._send(request.data, addresses[0], request.port)
+                self._send(request.data, addresses[0], request.port, request.host)
 
         def failed(failure: Failure) -> None:
             self.drops["name not resolved"] += 1
@@ -143,13 +153,25 @@ class UDPAssociation(DatagramProtocol):
         d.addCallbacks(resolved, failed)
         d.addBoth(done)
 
-    def _send(self, data: bytes, host: str, port: int) -> None:
+    def _send(self, data: bytes, host: str, port: int, name: str | None = None) -> None:
         host = normalizeIP(host)
         target = (host, port)
         if target not in self._targets:
             if target in self._forbidden:
                 self.drops["own address"] += 1
                 return
+            if self._permit is not None:
+                denial = self._permit(host, port, name)
+                if denial is not None:
+                    self.drops["denied by policy"] += 1
+                    if target not in self._denied and len(self._denied) < MAX_NAMES:
+                        self._denied.add(target)
+                        _log.info(
+                            "UDP association of {client}: {denial}",
+                            client=self.clientHost,
+                            denial=denial,
+                        )
+                    return
             if len(self._targets) >= MAX_TARGETS:
                 del self._targets[next(iter(self._targets))]
             self._targets[target] = None
