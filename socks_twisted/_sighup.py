@@ -1,7 +1,7 @@
 """
-C{SIGHUP}: caught, logged and ignored, so that it no longer ends the server
-and every session with it.  (It will reload the configuration once there is
-a configuration to reload.)
+C{SIGHUP}: caught so that it no longer ends the server and every session
+with it; it reloads the configuration file when there is one, and is logged
+and otherwise ignored when there is not.
 """
 
 from __future__ import annotations
@@ -25,15 +25,28 @@ IGNORED_MESSAGE = "SIGHUP received: ignored (nothing to reload)"
 _Handler = Callable[[int, FrameType | None], Any] | int | None
 
 
-class IgnoreSIGHUPService(Service):
+def logIgnored() -> None:
     """
-    While running, catch C{SIGHUP} and log one line for it.
+    Say that a C{SIGHUP} came and changed nothing.
+    """
+    _log.info(IGNORED_MESSAGE)
 
-    @ivar reactor: The reactor the log line is written from.
+
+class SIGHUPService(Service):
+    """
+    While running, catch C{SIGHUP} and call C{onHangup} for it, from the
+    reactor thread.
+
+    @ivar reactor: The reactor C{onHangup} is called from.
     """
 
-    def __init__(self, reactor: IReactorFromThreads) -> None:
+    def __init__(
+        self,
+        reactor: IReactorFromThreads,
+        onHangup: Callable[[], object] = logIgnored,
+    ) -> None:
         self.reactor = reactor
+        self._onHangup = onHangup
         self._previous: _Handler = None
         self._installed = False
 
@@ -58,16 +71,10 @@ class IgnoreSIGHUPService(Service):
 
     def _received(self, signum: int, frame: FrameType | None) -> None:
         """
-        Handle C{SIGHUP}: leave the logging to the reactor, since a signal
-        can interrupt the logging system itself.
+        Handle C{SIGHUP}: leave the work to the reactor, since a signal can
+        interrupt anything, the logging system included.
 
         @param signum: C{SIGHUP}.
         @param frame: The interrupted frame.
         """
-        self.reactor.callFromThread(self._logIgnored)
-
-    def _logIgnored(self) -> None:
-        """
-        Say that a C{SIGHUP} came and changed nothing.
-        """
-        _log.info(IGNORED_MESSAGE)
+        self.reactor.callFromThread(self._onHangup)

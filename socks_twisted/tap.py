@@ -5,9 +5,11 @@ C{twistd socks}: command-line options and the service they describe.
 import importlib
 import ipaddress
 import os
+import sys
 import warnings
+from collections.abc import Callable
 from resource import getrlimit, setrlimit
-from typing import Any
+from typing import Any, cast
 
 from twisted.application.service import IService, MultiService, Service
 from twisted.cred.credentials import IUsernamePassword
@@ -29,10 +31,13 @@ from ._listen import (
     listenBacklog,
     listenerFor,
 )
-from ._sighup import IgnoreSIGHUPService
+from ._reload import Reloader, withConfig
+from ._sighup import SIGHUPService, logIgnored
 from ._startup import ListeningService, StartupError
 from .auth import portalFor
-from .server import SOCKSServerFactory
+from .config import Config, ConfigError, loadConfig
+from .server import ServerSettings, SOCKSServerFactory
+from .users import HashedPasswordChecker, UsersFile, UsersFileError, startThreadPool
 
 _log = Logger()
 
@@ -170,7 +175,37 @@ class Options(usage.Options, AuthOptionMixin):
     def __init__(self, reactor: IReactorSocket | None = None) -> None:
         usage.Options.__init__(self)
         self["ports"] = []
+        self["config"] = None
+        self["users"] = None
         self.reactor = reactor
+        #: The long names of the options given on the command line.
+        self.given: set[str] = set()
+
+    def parseOptions(self, options: list[str] | None = None) -> None:
+        """
+        Parse the command line, remembering which options it gave: they win
+        over the configuration file.
+        """
+        args = sys.argv[1:] if options is None else options
+        for arg in args:
+            if arg == "--":
+                break
+            if arg.startswith("--"):
+                self.given.add(arg[2:].split("=", 1)[0])
+            elif arg.startswith("-p"):
+                self.given.add("port")
+        usage.Options.parseOptions(self, options)
+
+    def opt_config(self, path: str) -> None:
+        """
+        A TOML configuration file: options ([server]), users, limits and
+        access rules (see the operator's guide).  The command line wins over
+        its [server] table.  SIGHUP reloads it.
+        """
+        try:
+            self["config"] = loadConfig(path)
+        except ConfigError as e:
+            raise usage.UsageError(f"--config {path}: {e}") from None
 
     def opt_port(self, description: str) -> None:
         """
@@ -221,7 +256,58 @@ class Options(usage.Options, AuthOptionMixin):
                 raise usage.UsageError(f"--port {description!r}: {e}") from None
         return listeners
 
+    def applyConfig(self, config: Config) -> None:
+        """
+        Take the options of the file's [server] table that the command line
+        did not give, and load its users file.
+
+        @raise usage.UsageError: A key is not an option, or its value does
+            not fit the option.
+        """
+        flags = {flag[0] for flag in self.optFlags}
+        parameters: dict[str, list[Any]] = {
+            p[0]: p for p in cast(list[list[Any]], self.optParameters)
+        }
+        for key, value in config.server.items():
+
+            def bad(problem: str, key: str = key) -> usage.UsageError:
+                return usage.UsageError(
+                    f"{config.path}: [server] key {key!r}: {problem}"
+                )
+
+            if key in self.given:
+                continue
+            if key in ("port", "auth"):
+                values = value if isinstance(value, list) else [value]
+                if not all(isinstance(v, str) for v in values):
+                    raise bad("must be a description or a list of them")
+                for item in values:
+                    (self.opt_port if key == "port" else self.opt_auth)(str(item))
+            elif key in flags:
+                if not isinstance(value, bool):
+                    raise bad("must be true or false")
+                self[key] = value
+            elif key in parameters:
+                coerce = parameters[key][4] if len(parameters[key]) > 4 else None
+                if isinstance(value, bool | list) or (
+                    coerce is None and not isinstance(value, str)
+                ):
+                    raise bad(f"{value!r} is not a value of --{key}")
+                try:
+                    self[key] = coerce(value) if coerce is not None else value
+                except (TypeError, ValueError):
+                    raise bad(f"{value!r} is not a value of --{key}") from None
+            else:
+                raise bad("not an option of twistd socks")
+        if config.usersFile is not None:
+            try:
+                self["users"] = UsersFile.load(config.usersFile)
+            except UsersFileError as e:
+                raise usage.UsageError(str(e)) from None
+
     def postOptions(self) -> None:
+        if self["config"] is not None:
+            self.applyConfig(self["config"])
         if not self["ports"]:
             self["ports"] = [DEFAULT_PORT]
         for name in (
@@ -244,7 +330,8 @@ class Options(usage.Options, AuthOptionMixin):
         if self["max-sessions"] < 1:
             raise usage.UsageError("--max-sessions must be at least 1")
         self["listeners"] = self.listeners()
-        if not self.get("credCheckers") and not self["allow-public-unauthenticated"]:
+        authenticated = bool(self.get("credCheckers")) or self["users"] is not None
+        if not authenticated and not self["allow-public-unauthenticated"]:
             for listener in self["listeners"]:
                 if not listener.loopbackOnly:
                     raise usage.UsageError(
@@ -309,9 +396,15 @@ def makeService(options: dict[str, Any]) -> IService:
     """
     from twisted.internet import reactor
 
-    checkers = options.get("credCheckers") or []
-    factory = SOCKSServerFactory(
-        reactor,
+    checkers = list(options.get("credCheckers") or [])
+    users: UsersFile | None = options.get("users")
+    checker = None
+    if users is not None:
+        checker = HashedPasswordChecker(
+            users, IReactorFromThreads(reactor), startThreadPool(reactor)
+        )
+        checkers.append(checker)
+    settings = ServerSettings(
         portal=portalFor(checkers) if checkers else None,
         allowSOCKS4WithAuth=options["allow-socks4-with-auth"],
         handshakeTimeout=options["handshake-timeout"],
@@ -322,13 +415,30 @@ def makeService(options: dict[str, Any]) -> IService:
         udpTimeout=options["udp-timeout"],
         externalAddress=options["external-address"],
     )
+    config: Config | None = options.get("config")
+    if config is not None:
+        settings = withConfig(settings, config)
+    factory = SOCKSServerFactory(reactor, settings=settings)
+    publicListener = any(not listener.loopbackOnly for listener in options["listeners"])
+    onHangup: Callable[[], object] = logIgnored
+    if config is not None:
+        factory.setRules(config.rules, config.groups, publicListener=publicListener)
+        onHangup = Reloader(
+            config,
+            factory,
+            commandLine=frozenset(getattr(options, "given", ())),
+            checker=checker,
+            publicListener=publicListener,
+        ).reload
+    else:
+        factory.setRules((), {}, publicListener=publicListener)
 
     def listening(port: IListeningPort) -> None:
         # The factory refuses CONNECT requests aimed at the server itself.
         factory.addListeningAddress(port.getHost())
 
     service = MultiService()
-    children: list[Service] = [IgnoreSIGHUPService(IReactorFromThreads(reactor))]
+    children: list[Service] = [SIGHUPService(IReactorFromThreads(reactor), onHangup)]
     for listener in options["listeners"]:
         children.append(
             ListeningService(

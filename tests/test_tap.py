@@ -60,7 +60,7 @@ from socks_twisted._listen import (
     parseDescription,
     withBacklog,
 )
-from socks_twisted._sighup import IGNORED_MESSAGE, IgnoreSIGHUPService
+from socks_twisted._sighup import IGNORED_MESSAGE, SIGHUPService
 from socks_twisted._startup import (
     ListeningService,
     StartupError,
@@ -1194,9 +1194,9 @@ class ListeningServiceTests(TestCase):
         self.assertEqual(str(error), "--port odd:: cannot listen: no")
 
 
-class IgnoreSIGHUPServiceTests(SynchronousTestCase):
+class SIGHUPServiceTests(SynchronousTestCase):
     """
-    L{IgnoreSIGHUPService} catches C{SIGHUP} while running, and logs it from
+    L{SIGHUPService} catches C{SIGHUP} while running, and logs it from
     the reactor.
     """
 
@@ -1218,7 +1218,7 @@ class IgnoreSIGHUPServiceTests(SynchronousTestCase):
         """
         previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
         self.assertIs(previous, self.original)
-        service = IgnoreSIGHUPService(self)  # type: ignore[arg-type]
+        service = SIGHUPService(self)  # type: ignore[arg-type]
         service.startService()
         handler = signal.getsignal(signal.SIGHUP)
         self.assertTrue(callable(handler))
@@ -1242,7 +1242,7 @@ class IgnoreSIGHUPServiceTests(SynchronousTestCase):
         A previous handler that Python cannot name (installed from C) is
         replaced by the default one on stop.
         """
-        service = IgnoreSIGHUPService(self)  # type: ignore[arg-type]
+        service = SIGHUPService(self)  # type: ignore[arg-type]
         service._previous = None
         service.startService()
         service._previous = None
@@ -1299,7 +1299,7 @@ class MakeServiceTests(TestCase):
             )
         )
         services = children(service)
-        self.assertIsInstance(services[0], IgnoreSIGHUPService)
+        self.assertIsInstance(services[0], SIGHUPService)
         listening = services[1:]
         self.assertEqual(len(listening), 2)
         factories = set()
