@@ -1,0 +1,180 @@
+"""
+The default dialler on real loopback sockets: a name is dialled only
+through the addresses the filter allows, from the source address asked for.
+"""
+
+from collections.abc import Sequence
+from typing import Any, cast
+
+from twisted.internet import reactor
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred
+from twisted.internet.error import DNSLookupError
+from twisted.internet.interfaces import (
+    IAddress,
+    IHostnameResolver,
+    IHostResolution,
+    IProtocol,
+    IReactorTCP,
+    IResolutionReceiver,
+)
+from twisted.internet.protocol import Factory, Protocol, ServerFactory
+from twisted.trial.unittest import TestCase
+from zope.interface import implementer
+
+from socks_twisted.server._outbound import (
+    ConnectReactor,
+    _ResolvingThrough,
+    endpointFor,
+)
+
+
+@implementer(IHostResolution)
+class _Resolution:
+    name = "fake"
+
+    def cancel(self) -> None:
+        pass
+
+
+@implementer(IHostnameResolver)
+class FixedResolver:
+    """
+    Resolves every name to a fixed list of addresses, and counts look-ups.
+    """
+
+    def __init__(self, addresses: Sequence[str]) -> None:
+        self.addresses = addresses
+        self.lookups = 0
+
+    def resolveHostName(
+        self,
+        resolutionReceiver: IResolutionReceiver,
+        hostName: str,
+        portNumber: int = 0,
+        addressTypes: Sequence[type[IAddress]] | None = None,
+        transportSemantics: str = "TCP",
+    ) -> IHostResolution:
+        self.lookups += 1
+        resolution = _Resolution()
+        resolutionReceiver.resolutionBegan(resolution)
+        for address in self.addresses:
+            resolutionReceiver.addressResolved(IPv4Address("TCP", address, portNumber))
+        resolutionReceiver.resolutionComplete()
+        return resolution
+
+
+class _Recorder(Protocol):
+    def __init__(self, accepted: list[tuple[str, str]]) -> None:
+        self.accepted = accepted
+
+    def connectionMade(self) -> None:
+        assert self.transport is not None
+        host, peer = self.transport.getHost(), self.transport.getPeer()
+        assert isinstance(host, IPv4Address) and isinstance(peer, IPv4Address)
+        self.accepted.append((host.host, peer.host))
+
+
+class _Recording(ServerFactory):
+    def __init__(self) -> None:
+        self.accepted: list[tuple[str, str]] = []
+
+    def buildProtocol(self, addr: IAddress | None) -> _Recorder:
+        return _Recorder(self.accepted)
+
+
+class FilteredDialTests(TestCase):
+    """
+    L{endpointFor} with C{accept} and C{bindAddress}.
+    """
+
+    def listen(
+        self, interface: str, port: int = 0
+    ) -> tuple[int, list[tuple[str, str]]]:
+        factory = _Recording()
+        listening = cast(IReactorTCP, reactor).listenTCP(
+            port, factory, interface=interface
+        )
+        self.addCleanup(listening.stopListening)
+        return cast(IPv4Address, listening.getHost()).port, factory.accepted
+
+    def viaResolver(self, resolver: FixedResolver) -> ConnectReactor:
+        return _ResolvingThrough(reactor, resolver)  # type: ignore[return-value]
+
+    async def connect(self, *args: Any, **kwargs: Any) -> Protocol:
+        endpoint = endpointFor(*args, **kwargs)
+        protocol = cast(Protocol, await endpoint.connect(Factory.forProtocol(Protocol)))
+        assert protocol.transport is not None
+        self.addCleanup(protocol.transport.loseConnection)
+        return protocol
+
+    async def test_onlyAllowedAddressDialled(self) -> None:
+        """
+        A name resolving to a denied address and an allowed one: only the
+        allowed one is dialled, from one look-up.
+        """
+        port, deniedAccepted = self.listen("127.0.0.2")
+        _, allowedAccepted = self.listen("127.0.0.1", port)
+        resolver = FixedResolver(["127.0.0.2", "127.0.0.1"])
+        checked: list[str] = []
+
+        def accept(address: str) -> bool:
+            checked.append(address)
+            return address != "127.0.0.2"
+
+        protocol = await self.connect(
+            self.viaResolver(resolver), "target.example", port, 5.0, accept=accept
+        )
+        assert protocol.transport is not None
+        self.assertEqual(
+            cast(IPv4Address, protocol.transport.getPeer()).host, "127.0.0.1"
+        )
+        self.assertEqual(checked, ["127.0.0.2", "127.0.0.1"])
+        self.assertEqual(resolver.lookups, 1)
+        self.assertEqual(deniedAccepted, [])
+        self.assertEqual(len(allowedAccepted), 1)
+
+    async def test_everyAddressDenied(self) -> None:
+        """
+        When the filter denies every address, nothing is dialled and the
+        attempt fails as a name with no address does.
+        """
+        port, accepted = self.listen("127.0.0.1")
+        endpoint = endpointFor(
+            self.viaResolver(FixedResolver(["127.0.0.1"])),
+            "target.example",
+            port,
+            5.0,
+            accept=lambda address: False,
+        )
+        attempt: Deferred[IProtocol] = endpoint.connect(Factory.forProtocol(Protocol))
+        with self.assertRaises(DNSLookupError):
+            await attempt
+        self.assertEqual(accepted, [])
+
+    async def test_bindAddress(self) -> None:
+        """
+        The connection comes from the source address asked for, for an IP
+        literal and for a name.
+        """
+        port, accepted = self.listen("127.0.0.1")
+        await self.connect(reactor, "127.0.0.1", port, 5.0, bindAddress="127.0.0.3")
+        await self.connect(
+            self.viaResolver(FixedResolver(["127.0.0.1"])),
+            "target.example",
+            port,
+            5.0,
+            bindAddress="127.0.0.4",
+        )
+        self.assertEqual([peer for _, peer in accepted], ["127.0.0.3", "127.0.0.4"])
+
+    def test_resolvingThroughKeepsTheRest(self) -> None:
+        """
+        The per-connection view of the reactor answers everything but the
+        resolver from the real one, and cannot have its resolver replaced.
+        """
+        resolver = FixedResolver([])
+        view = _ResolvingThrough(reactor, resolver)
+        self.assertIs(view.nameResolver, resolver)
+        self.assertEqual(view.connectTCP, cast(IReactorTCP, reactor).connectTCP)
+        self.assertRaises(NotImplementedError, view.installNameResolver, resolver)
