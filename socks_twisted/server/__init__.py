@@ -14,7 +14,13 @@ How a session flows, module by module:
    L{_associate} are the three handlers (L{_udp} is the association's
    datagram relay, L{_target} the connection to the other side);
  - L{socks_twisted.relay}: pumps bytes once the session relays;
+   L{_throttling} caps its bandwidth;
  - L{_sessionlog}: the one escaped log line each session ends with.
+
+Who may do what: the factory closes at accept a client no rule could allow
+(L{socks_twisted.policy}) or that is over its limits (L{_limits}); the
+session asks the rules about the request, and the command handlers about
+every address they dial, peer they accept or datagram they send.
 """
 
 from ._factory import SOCKSServerFactory

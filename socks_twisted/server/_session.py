@@ -24,7 +24,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from .._addresses import formatHostPort
-from .._bandwidth import THROTTLE, BucketRegistry, Throttle, TokenBucket
+from .._bandwidth import BucketRegistry, Throttle
 from .._transport import StreamTransport, streamTransport
 from .._wire import (
     NEED_DATA,
@@ -69,6 +69,7 @@ from ._own import OwnAddresses
 from ._sessionlog import clientName, logSession
 from ._settings import Network, ServerSettings
 from ._target import TargetProtocol
+from ._throttling import SessionBandwidth
 from ._udp import UDPAssociation
 
 _log = Logger()
@@ -189,9 +190,8 @@ class SOCKSServerProtocol(_Protocol):
         self._policy: Policy
         self._policyRequest: PolicyRequest
         self._decision: Decision
-        self._throttles: tuple[Throttle, Throttle] | None = None
-        self._sessionBuckets: tuple[TokenBucket, TokenBucket] | None = None
-        self._userBuckets = False
+        self._bandwidth: SessionBandwidth | None = None
+        self._upThrottle: Throttle | None = None
         self._target: TargetProtocol | None = None
         self._targetTransport: StreamTransport
         self._relay: Relay | None = None
@@ -266,8 +266,8 @@ class SOCKSServerProtocol(_Protocol):
         if self._phase is _Phase.RELAYING:
             self.bytesFromClient += len(data)
             self._targetTransport.write(data)
-            if self._throttles is not None:
-                self._throttles[0].transferred(len(data))
+            if self._upThrottle is not None:
+                self._upThrottle.transferred(len(data))
         elif self._phase is _Phase.HANDSHAKE:
             if not self._isSOCKS:
                 if self._prefix or data[:1] not in (b"\x04", b"\x05"):
@@ -537,8 +537,8 @@ class SOCKSServerProtocol(_Protocol):
         if early:
             self.bytesFromClient += len(early)
             self._targetTransport.write(early)
-            if self._throttles is not None:
-                self._throttles[0].transferred(len(early))
+            if self._upThrottle is not None:
+                self._upThrottle.transferred(len(early))
         if self._clientEOF:
             self._relay.readClosed(self._client)
         else:
@@ -548,47 +548,27 @@ class SOCKSServerProtocol(_Protocol):
 
     def _throttle(self, settings: ServerSettings) -> None:
         """
-        Cap the relay's bandwidth each way, if a cap is set: the session's
-        own bucket and the one its user shares with the user's other
-        sessions.
+        Cap the relay's bandwidth each way if C{settings} say so, or make
+        the caps follow them.
         """
-        relay = self._relay
-        perSession = settings.bandwidthPerSession
-        perUser = settings.bandwidthPerUser if self.user is not None else None
-        if relay is None or self._target is None:
+        if self._bandwidth is not None:
+            self._bandwidth.reconfigure(settings)
             return
-        if self._sessionBuckets is not None:
-            for bucket in self._sessionBuckets:
-                bucket.setRate(perSession)
-        if self._throttles is not None or (perSession is None and perUser is None):
-            return  # throttling, with rates now current; or nothing to cap
-        up, down = (
-            TokenBucket(self.reactor, perSession),
-            TokenBucket(self.reactor, perSession),
+        relay, target = self._relay, self._target
+        if relay is None or target is None:
+            return  # not relaying (yet)
+        if not SessionBandwidth.wanted(settings, self.user):
+            return
+        self._bandwidth = SessionBandwidth(
+            self.reactor,
+            settings,
+            relay.gate(self._client),
+            relay.gate(self._targetTransport),
+            self.user,
+            (self.factory.userBandwidthUp, self.factory.userBandwidthDown),
         )
-        self._sessionBuckets = (up, down)
-        upBuckets, downBuckets = [up], [down]
-        if self.user is not None:
-            upBuckets.append(self.factory.userBandwidthUp.acquire(self.user))
-            downBuckets.append(self.factory.userBandwidthDown.acquire(self.user))
-            self._userBuckets = True
-        clientGate = relay.gate(self._client)
-        targetGate = relay.gate(self._targetTransport)
-        self._throttles = (
-            Throttle(
-                self.reactor,
-                upBuckets,
-                lambda: clientGate.pause(THROTTLE),
-                lambda: clientGate.resume(THROTTLE),
-            ),
-            Throttle(
-                self.reactor,
-                downBuckets,
-                lambda: targetGate.pause(THROTTLE),
-                lambda: targetGate.resume(THROTTLE),
-            ),
-        )
-        self._target.throttle = self._throttles[1]
+        self._upThrottle = self._bandwidth.up
+        target.throttle = self._bandwidth.down
 
     def reconfigure(self, settings: ServerSettings) -> None:
         """
@@ -752,12 +732,8 @@ class SOCKSServerProtocol(_Protocol):
             return
         self._ended = True
         self._cancelTimers()
-        if self._throttles is not None:
-            for throttle in self._throttles:
-                throttle.stop()
-        if self._userBuckets and self.user is not None:
-            self.factory.userBandwidthUp.release(self.user)
-            self.factory.userBandwidthDown.release(self.user)
+        if self._bandwidth is not None:
+            self._bandwidth.stop()
         if self._admittedUser is not None:
             self.factory.limiter.releaseUser(self._admittedUser)
         logSession(
