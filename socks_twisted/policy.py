@@ -51,7 +51,6 @@ from __future__ import annotations
 from collections.abc import Container, Mapping
 from dataclasses import dataclass
 
-
 from ._destinations import (
     NAMED_SETS,
     SELF,
