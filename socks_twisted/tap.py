@@ -205,7 +205,7 @@ class Options(usage.Options, AuthOptionMixin):
         try:
             self["config"] = loadConfig(path)
         except ConfigError as e:
-            raise usage.UsageError(f"--config {path}: {e}") from None
+            raise usage.UsageError(str(e)) from None  # it names the file
 
     def opt_port(self, description: str) -> None:
         """
@@ -303,7 +303,9 @@ class Options(usage.Options, AuthOptionMixin):
             try:
                 self["users"] = UsersFile.load(config.usersFile)
             except UsersFileError as e:
-                raise usage.UsageError(str(e)) from None
+                raise usage.UsageError(
+                    f"{config.path}: [users] key 'file': {e}"
+                ) from None
 
     def postOptions(self) -> None:
         if self["config"] is not None:
