@@ -183,6 +183,31 @@ class _Compiled:
                 if user.startswith("group:")
             )
 
+    def matchesAsker(
+        self,
+        request: Request,
+        client: IPAddress | None,
+        userGroups: frozenset[str] | None,
+    ) -> bool:
+        """
+        Whether the rule's conditions on who asks, and for what command in
+        what version, hold for C{request}.
+        """
+        if self.commands is not None and request.command not in self.commands:
+            return False
+        if self.versions is not None and request.version not in self.versions:
+            return False
+        if self.userNames is not None:
+            assert self.groups is not None
+            user = request.user
+            if user is None:
+                return False
+            if user not in self.userNames and (
+                userGroups is None or userGroups.isdisjoint(self.groups)
+            ):
+                return False
+        return self.matchesClient(client)
+
     def matchesClient(self, client: IPAddress | None) -> bool:
         if self.clients is None:
             return True
@@ -292,29 +317,11 @@ class Policy:
         pendingAllows = False
         for compiled in self._compiled:
             # Cheap conditions first; the destination last.
-            if compiled.commands is not None and request.command not in (
-                compiled.commands
-            ):
-                continue
-            if compiled.versions is not None and request.version not in (
-                compiled.versions
-            ):
-                continue
             if compiled.ports is not None and not any(
                 low <= port <= high for low, high in compiled.ports
             ):
                 continue
-            if compiled.userNames is not None:
-                assert compiled.groups is not None
-                if user is None or not (
-                    user in compiled.userNames
-                    or (
-                        userGroups is not None
-                        and not userGroups.isdisjoint(compiled.groups)
-                    )
-                ):
-                    continue
-            if not compiled.matchesClient(client):
+            if not compiled.matchesAsker(request, client, userGroups):
                 continue
             to = compiled.to
             rule = compiled.rule
@@ -339,25 +346,7 @@ class Policy:
         user = request.user
         userGroups = None if user is None else self.groupsOf(user)
         for compiled in self._compiled:
-            if compiled.commands is not None and request.command not in (
-                compiled.commands
-            ):
-                continue
-            if compiled.versions is not None and request.version not in (
-                compiled.versions
-            ):
-                continue
-            if compiled.userNames is not None:
-                assert compiled.groups is not None
-                if user is None or not (
-                    user in compiled.userNames
-                    or (
-                        userGroups is not None
-                        and not userGroups.isdisjoint(compiled.groups)
-                    )
-                ):
-                    continue
-            if not compiled.matchesClient(client):
+            if not compiled.matchesAsker(request, client, userGroups):
                 continue
             rule = compiled.rule
             if compiled.to is not None or compiled.ports is not None:
