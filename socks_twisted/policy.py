@@ -340,6 +340,32 @@ class Policy:
         # Not reached: the last rule has no condition.
         return Decision(None if pending else False, None)
 
+    def bindFor(self, request: Request) -> str | None:
+        """
+        The source address for a request whose destination is a name: the
+        C{bind} of the first rule that matches it by name (or has no C{to})
+        and allows it.  Rules that only an address could match are passed
+        over: the addresses are checked one by one when dialled, and a
+        connection's source address has to be chosen before.
+        """
+        client = None if request.client is None else parseAddress(request.client)
+        name = normalizeName(request.host)
+        user = request.user
+        userGroups = None if user is None else self.groupsOf(user)
+        port = request.port
+        for compiled in self._compiled:
+            if compiled.ports is not None and not any(
+                low <= port <= high for low, high in compiled.ports
+            ):
+                continue
+            if not compiled.matchesAsker(request, client, userGroups):
+                continue
+            to = compiled.to
+            if to is not None and not to.matchesName(name):
+                continue
+            return compiled.rule.bind if compiled.rule.allow else None
+        return None
+
     def _decideWithoutDestination(
         self, request: Request, client: IPAddress | None
     ) -> Decision:

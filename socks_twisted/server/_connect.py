@@ -58,7 +58,7 @@ async def _connect(request: Request, context: CommandContext) -> Outcome:
             port,
             timeout,
             accept=accept if isName else None,
-            bindAddress=context.decision.bind,
+            bindAddress=policy.bindFor(asked) if isName else context.decision.bind,
         )
         connecting = endpoint.connect(TargetFactory(context.client))
     except Exception as e:  # a name that cannot even be dialled (bad IDNA)

@@ -23,7 +23,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from .._addresses import formatHostPort
+from .._addresses import formatHostPort, isUnspecified
 from .._bandwidth import BucketRegistry, Throttle
 from .._transport import StreamTransport, streamTransport
 from .._wire import (
@@ -454,8 +454,14 @@ class SOCKSServerProtocol(_Protocol):
             host=request.host,
             port=request.port,
         )
+        # UDP ASSOCIATE names no destination, nor does a BIND for any peer
+        # (0.0.0.0): their datagrams' destinations and their peer are
+        # checked when known.
+        anyDestination = request.command is Command.UDP_ASSOCIATE or (
+            request.command is Command.BIND and isUnspecified(request.host)
+        )
         decision = self._decision = policy.decide(
-            asked, destinationKnown=request.command is not Command.UDP_ASSOCIATE
+            asked, destinationKnown=not anyDestination
         )
         if decision.allowed is False:
             denied = deniedBy(

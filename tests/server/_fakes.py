@@ -3,6 +3,7 @@ Fakes for driving a server session without sockets: transports that record
 half-closes, and an outbound dialler whose attempts the test completes.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,9 +36,17 @@ class HalfCloseTransport(StringTransport):
     """
 
     writeShut = False
+    aborted = False
 
     def loseWriteConnection(self) -> None:
         self.writeShut = True
+
+    def abortConnection(self) -> None:
+        """
+        Record the abort, then close as L{StringTransport} does.
+        """
+        self.aborted = True
+        super().abortConnection()
 
     @property
     def closing(self) -> bool:
@@ -51,6 +60,11 @@ class HalfCloseTransport(StringTransport):
 class Attempt:
     """
     One outbound connection attempt the session made.
+
+    @ivar accept: The address filter the dialler was given (which of a
+        name's addresses may be dialled), or C{None}: none given, or a
+        dialler called the simple C{(host, port, timeout)} way.
+    @ivar bindAddress: The source address the dialler was given, if any.
     """
 
     host: str
@@ -59,19 +73,37 @@ class Attempt:
     factory: IProtocolFactory
     deferred: "defer.Deferred[IProtocol]"
     cancelled: bool = False
+    accept: Callable[[str], bool] | None = None
+    bindAddress: str | None = None
+
+    def resolve(self, addresses: list[str]) -> list[str]:
+        """
+        Do what a filtering resolver does with a name's C{addresses}: ask
+        C{accept} about each, in order, and return those it allows (all of
+        them when there is no filter).
+        """
+        accept = self.accept
+        if accept is None:
+            return list(addresses)
+        return [address for address in addresses if accept(address)]
 
     def succeed(
-        self, bound: tuple[str, int] = ("127.0.0.1", 40000)
+        self,
+        bound: tuple[str, int] = ("127.0.0.1", 40000),
+        peer: tuple[str, int] | None = None,
     ) -> tuple[TargetProtocol, HalfCloseTransport]:
         """
         Connect: build the target protocol on a fake transport bound to
-        C{bound} and fire the attempt.
+        C{bound}, connected to C{peer} (by default 127.0.0.1 on the
+        attempt's port), and fire the attempt.
         """
         protocol = self.factory.buildProtocol(IPv4Address("TCP", self.host, self.port))
         assert isinstance(protocol, TargetProtocol)
+        peerHost, peerPort = peer if peer is not None else ("127.0.0.1", self.port)
+        kind = IPv6Address if ":" in peerHost else IPv4Address
         transport = HalfCloseTransport(
             hostAddress=IPv4Address("TCP", *bound),
-            peerAddress=IPv4Address("TCP", "127.0.0.1", self.port),
+            peerAddress=kind("TCP", peerHost, peerPort),
         )
         protocol.makeConnection(transport)
         self.deferred.callback(protocol)
@@ -87,20 +119,39 @@ class Attempt:
 @dataclass
 class FakeDialler:
     """
-    Stands in for the factory's C{endpointFor}: records each attempt.
+    Stands in for the factory's C{dialler} (or its simple C{endpointFor}):
+    records each attempt, with the address filter and source address it
+    was given.
     """
 
     attempts: list[Attempt] = field(default_factory=list)
 
-    def __call__(self, host: str, port: int, timeout: float) -> IStreamClientEndpoint:
-        return _FakeEndpoint(self, host, port, timeout)
+    def __call__(
+        self,
+        host: str,
+        port: int,
+        timeout: float,
+        *,
+        accept: Callable[[str], bool] | None = None,
+        bindAddress: str | None = None,
+    ) -> IStreamClientEndpoint:
+        return _FakeEndpoint(self, host, port, timeout, accept, bindAddress)
 
 
 @implementer(IStreamClientEndpoint)
 class _FakeEndpoint:
-    def __init__(self, dialler: FakeDialler, host: str, port: int, timeout: float):
+    def __init__(
+        self,
+        dialler: FakeDialler,
+        host: str,
+        port: int,
+        timeout: float,
+        accept: Callable[[str], bool] | None = None,
+        bindAddress: str | None = None,
+    ):
         self._dialler, self._host, self._port = dialler, host, port
         self._timeout = timeout
+        self._accept, self._bindAddress = accept, bindAddress
 
     def connect(self, factory: IProtocolFactory) -> "defer.Deferred[IProtocol]":
         attempt: Attempt
@@ -109,7 +160,13 @@ class _FakeEndpoint:
             attempt.cancelled = True
 
         attempt = Attempt(
-            self._host, self._port, self._timeout, factory, defer.Deferred(cancel)
+            self._host,
+            self._port,
+            self._timeout,
+            factory,
+            defer.Deferred(cancel),
+            accept=self._accept,
+            bindAddress=self._bindAddress,
         )
         self._dialler.attempts.append(attempt)
         return attempt.deferred
@@ -200,11 +257,18 @@ class FakeListeners:
 
 
 def makeFactory(
-    *, users: dict[bytes, bytes] | None = None, **settings: Any
+    *,
+    users: dict[bytes, bytes] | None = None,
+    simpleDialler: bool = False,
+    **settings: Any,
 ) -> tuple[SOCKSServerFactory, MemoryReactorClock, FakeDialler]:
     """
     A server factory on a fake reactor and dialler; with C{users}, RFC 1929
     is required against an in-memory checker.
+
+    @param simpleDialler: Give the dialler as the simple C{endpointFor}
+        (called with C{(host, port, timeout)} only: no address filter, no
+        source address) instead of as the full C{dialler}.
     """
     reactor = MemoryReactorClock()
     dialler = FakeDialler()
@@ -224,12 +288,11 @@ def makeFactory(
                 )
             ]
         )
-    factory = SOCKSServerFactory(
-        reactor,
-        portal=portal,
-        endpointFor=dialler,
-        **settings,
-    )
+    if simpleDialler:
+        settings.update(endpointFor=dialler)
+    else:
+        settings.update(dialler=dialler)
+    factory = SOCKSServerFactory(reactor, portal=portal, **settings)
     return factory, reactor, dialler
 
 
