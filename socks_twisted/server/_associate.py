@@ -28,6 +28,7 @@ def associate(request: Request, context: CommandContext) -> "defer.Deferred[Outc
         if decision.allowed:
             return None
         rule = decision.rule.describe() if decision.rule is not None else "the rules"
+        context.metrics.denied(rule)
         where = formatHostPort(name or address, port)
         return f"datagrams to {where} denied by {rule}"
 
@@ -38,6 +39,7 @@ def associate(request: Request, context: CommandContext) -> "defer.Deferred[Outc
         context.network.resolve,
         context.ownAddresses,
         permit,
+        context.sessionID,
     )
     interface = serviceInterface(context.localAddress, family)
     try:

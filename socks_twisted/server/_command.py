@@ -24,6 +24,7 @@ from .._transport import StreamTransport
 from .._wire import Command, SOCKS5ReplyCode
 from ..policy import DENY_SELF, Decision, Policy
 from ..policy import Request as PolicyRequest
+from ._metrics import ServerMetrics
 from ._own import OwnAddresses
 from ._settings import Network, ServerSettings
 from ._target import TargetProtocol
@@ -56,19 +57,24 @@ def deniedBy(decision: Decision, what: str) -> "RefusedError":
     reason = f"{what} denied by {rule}"
     if decision.rule is DENY_SELF:
         reason += f": {OWN_ADDRESS_REASON}"
-    return RefusedError(SOCKS5ReplyCode.NOT_ALLOWED, reason)
+    return RefusedError(SOCKS5ReplyCode.NOT_ALLOWED, reason, rule)
 
 
 class RefusedError(Exception):
     """
     The request cannot be served: the session answers C{code} (SOCKS4 has
     one failure code for all) and logs C{reason}.
+
+    @ivar rule: The rule that denied it, described, if the rules did.
     """
 
-    def __init__(self, code: SOCKS5ReplyCode, reason: str) -> None:
+    def __init__(
+        self, code: SOCKS5ReplyCode, reason: str, rule: str | None = None
+    ) -> None:
         super().__init__(reason)
         self.code = code
         self.reason = reason
+        self.rule = rule
 
 
 @dataclass(frozen=True)
@@ -126,6 +132,14 @@ class CommandContext(Protocol):
         The address of this server's own socket that the client reached:
         where BIND and UDP sockets are opened.
         """
+
+    @property
+    def sessionID(self) -> str:
+        """The session's id, for log lines."""
+
+    @property
+    def metrics(self) -> ServerMetrics:
+        """Where the server counts what it does."""
 
     @property
     def policy(self) -> Policy:

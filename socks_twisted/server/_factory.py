@@ -24,6 +24,7 @@ from .._addresses import formatAddress
 from .._bandwidth import BucketRegistry
 from ..policy import Policy, Rule
 from ._limits import BACK_OFF, PER_CLIENT, RATE, Limiter, clientKey
+from ._metrics import ServerMetrics
 from ._outbound import ConnectReactor, endpointFor
 from ._own import OwnAddresses
 from ._resolve import resolveName
@@ -39,6 +40,9 @@ from ._settings import (
 )
 
 _log = Logger()
+
+#: Seconds between counts of the bytes open sessions relayed.
+FLUSH_INTERVAL = 1.0
 
 
 class SOCKSServerFactory(Factory):
@@ -82,6 +86,7 @@ class SOCKSServerFactory(Factory):
         listenFor: ListenerMaker | None = None,
         listenUDP: UDPOpener | None = None,
         resolve: Resolver | None = None,
+        metrics: ServerMetrics | None = None,
         **fields: Any,
     ) -> None:
         if settings is None:
@@ -114,7 +119,9 @@ class SOCKSServerFactory(Factory):
         self.userBandwidthUp = BucketRegistry(reactor, settings.bandwidthPerUser)
         self.userBandwidthDown = BucketRegistry(reactor, settings.bandwidthPerUser)
         self._refusals = _RefusalLog(reactor)
+        self.metrics = metrics if metrics is not None else ServerMetrics()
         self.sessions: set[SOCKSServerProtocol] = set()
+        self._flushing: IDelayedCall | None = None
 
     def setRules(
         self,
@@ -172,6 +179,7 @@ class SOCKSServerFactory(Factory):
 
     def buildProtocol(self, addr: IAddress | None) -> SOCKSServerProtocol | None:
         if len(self.sessions) >= self.settings.maxSessions:
+            self.metrics.refused("max_sessions")
             self._refusals.refused(
                 formatAddress(addr),
                 f"{len(self.sessions)} sessions open, the limit (--max-sessions)",
@@ -179,16 +187,31 @@ class SOCKSServerFactory(Factory):
             return None
         client = clientKey(addr)
         if not self.policy.mayEverAllow(client):
+            self.metrics.refused("no_rule")
             self._refusals.refused(formatAddress(addr), "no rule allows this client")
             return None
         refusal = self.limiter.admitClient(client)
         if refusal is not None:
+            self.metrics.refused(refusal)
             if refusal != BACK_OFF:  # the limiter logs those once a period
                 self._refusals.refused(formatAddress(addr), _LIMIT_NAMES[refusal])
             return None
         protocol = SOCKSServerProtocol(self, client)
         self.sessions.add(protocol)
+        if self._flushing is None and self.metrics.exported:
+            self._flushing = self.reactor.callLater(FLUSH_INTERVAL, self._flush)
         return protocol
+
+    def _flush(self) -> None:
+        """
+        Count the bytes each open session relayed in the last second: busy
+        sessions show in the metrics while they run, not only at their end.
+        """
+        self._flushing = None
+        for session in self.sessions:
+            session.flushTransferred()
+        if self.sessions:
+            self._flushing = self.reactor.callLater(FLUSH_INTERVAL, self._flush)
 
     def sessionClosed(self, protocol: SOCKSServerProtocol) -> None:
         """
@@ -197,6 +220,10 @@ class SOCKSServerFactory(Factory):
         if protocol in self.sessions:
             self.sessions.discard(protocol)
             self.limiter.releaseClient(protocol.clientKey)
+        if not self.sessions and self._flushing is not None:
+            # Each session counts its own last bytes as it ends.
+            self._flushing.cancel()
+            self._flushing = None
 
 
 #: How a refusal by the limiter is logged.

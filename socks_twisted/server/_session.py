@@ -3,6 +3,7 @@ One SOCKS session on the server: the handshake and its phases, the hand-off
 to a command handler, the relay, and the session's end.
 """
 
+import itertools
 from collections.abc import Callable
 from enum import Enum
 from typing import Any, Protocol
@@ -23,7 +24,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from .._addresses import formatHostPort, isUnspecified
+from .._addresses import formatAddress, formatHostPort, isUnspecified
 from .._bandwidth import BucketRegistry, Throttle
 from .._transport import StreamTransport, streamTransport
 from .._wire import (
@@ -65,14 +66,17 @@ from ._connect import connect
 from ._foreign import HTTP_ANSWER, LONGEST_PREFIX, Foreign, identify
 from ._idle import IdleWatch
 from ._limits import PER_USER, RATE, Limiter
+from ._metrics import ServerMetrics
 from ._own import OwnAddresses
-from ._sessionlog import clientName, logSession
+from ._sessionlog import clientName, logSession, logSessionStart
 from ._settings import Network, ServerSettings
 from ._target import TargetProtocol
 from ._throttling import SessionBandwidth
 from ._udp import UDPAssociation
 
 _log = Logger()
+
+_SESSION_IDS = itertools.count(1)
 
 #: The handler of each command.
 HANDLERS: dict[Command, Handler] = {
@@ -123,6 +127,18 @@ _USER_LIMIT_NAMES = {
     RATE: "new sessions per second for this user exceeded",
 }
 
+#: The outcome each failure reply stands for.
+_OUTCOMES = {
+    SOCKS5ReplyCode.GENERAL_FAILURE: "error",
+    SOCKS5ReplyCode.NOT_ALLOWED: "denied",
+    SOCKS5ReplyCode.NETWORK_UNREACHABLE: "unreachable",
+    SOCKS5ReplyCode.HOST_UNREACHABLE: "unreachable",
+    SOCKS5ReplyCode.CONNECTION_REFUSED: "refused",
+    SOCKS5ReplyCode.TTL_EXPIRED: "timeout",
+    SOCKS5ReplyCode.COMMAND_NOT_SUPPORTED: "protocol_error",
+    SOCKS5ReplyCode.ADDRESS_TYPE_NOT_SUPPORTED: "protocol_error",
+}
+
 _REPLY_NAMES = {code: code.name.lower().replace("_", " ") for code in SOCKS5ReplyCode}
 
 
@@ -136,6 +152,7 @@ class SessionFactory(Protocol):
     network: Network
     ownAddresses: OwnAddresses
     limiter: Limiter
+    metrics: ServerMetrics
 
     @property
     def policy(self) -> Policy:
@@ -206,6 +223,14 @@ class SOCKSServerProtocol(_Protocol):
         self.target: tuple[str, int] | None = None
         self.replyCode: int | None = None
         self.reason = ""
+        #: How the session ended, as the metrics and the log name it.
+        self.outcome: str | None = None
+        #: The rule that decided the request, if the rules were asked.
+        self.rule: str | None = None
+        #: Short, unique in this process: in every log line of the session.
+        self.sessionID = format(next(_SESSION_IDS), "x")
+        self._requestRead: float | None = None
+        self._flushedUp = self._flushedDown = 0
 
     # What a command handler sees (CommandContext)
 
@@ -222,6 +247,14 @@ class SOCKSServerProtocol(_Protocol):
         The address the client reached this server at.
         """
         return self._host
+
+    @property
+    def metrics(self) -> ServerMetrics:
+        """
+        Where the server counts what it does.
+        """
+        metrics: ServerMetrics = self.factory.metrics
+        return metrics
 
     @property
     def policy(self) -> Policy:
@@ -298,7 +331,8 @@ class SOCKSServerProtocol(_Protocol):
             self._close(
                 "client closed the UDP control connection"
                 if self._phase is _Phase.ASSOCIATED
-                else "client closed the connection during the handshake"
+                else "client closed the connection during the handshake",
+                outcome="client_left",
             )
             # The client has finished sending: nothing is left to drain.
             self._client.loseConnection()
@@ -318,6 +352,7 @@ class SOCKSServerProtocol(_Protocol):
             self.reason = self.reason or (
                 f"client left during {phase}: {reason.getErrorMessage()}"
             )
+            self.outcome = self.outcome or "client_left"
         self._cancelPending()
         self._endAssociation()
         self._endSession()
@@ -341,9 +376,13 @@ class SOCKSServerProtocol(_Protocol):
                 "protocol error: an HTTP request, not a SOCKS request "
                 "(is the client configured with this as an HTTP proxy?)",
                 HTTP_ANSWER,
+                outcome="protocol_error",
             )
         else:
-            self._close("protocol error: a TLS ClientHello, not a SOCKS request")
+            self._close(
+                "protocol error: a TLS ClientHello, not a SOCKS request",
+                outcome="protocol_error",
+            )
 
     # The handshake
 
@@ -352,7 +391,9 @@ class SOCKSServerProtocol(_Protocol):
             try:
                 event = self._wire.nextEvent()
             except ProtocolError as e:
-                self._close(f"protocol error: {e.reason}", e.reply)
+                self._close(
+                    f"protocol error: {e.reason}", e.reply, outcome="protocol_error"
+                )
                 return
             if event is NEED_DATA:
                 return
@@ -396,7 +437,10 @@ class SOCKSServerProtocol(_Protocol):
                 self._wire.send(MethodSelection(AuthMethod.NO_ACCEPTABLE_METHODS))
             )
             self.replyCode = AuthMethod.NO_ACCEPTABLE_METHODS
-            self._close(f"no acceptable method among those offered ({offered})")
+            self._close(
+                f"no acceptable method among those offered ({offered})",
+                outcome="auth_failed",
+            )
 
     def _authenticate(self, request: UsernamePasswordRequest) -> None:
         portal = self.settings.portal
@@ -417,7 +461,8 @@ class SOCKSServerProtocol(_Protocol):
         if refusal is not None:
             self._client.write(self._wire.send(UsernamePasswordStatus(1)))
             self.replyCode = 1
-            self._close(f"refused: {_USER_LIMIT_NAMES[refusal]}")
+            self.factory.metrics.refused(refusal)
+            self._close(f"refused: {_USER_LIMIT_NAMES[refusal]}", outcome="limit")
             return
         self._admittedUser = self.user
         self._client.write(self._wire.send(UsernamePasswordStatus(0)))
@@ -435,20 +480,30 @@ class SOCKSServerProtocol(_Protocol):
             )
             self.factory.limiter.authFailed(self.clientKey)
         else:
-            _log.failure("credential checker failed", failure)
+            _log.failure(
+                "credential checker failed (session {session})",
+                failure,
+                session=self.sessionID,
+            )
             reason = "authentication failed: the credential checker raised an error"
         self._client.write(self._wire.send(UsernamePasswordStatus(1)))
         self.replyCode = 1
-        self._close(reason)
+        self.factory.metrics.authFailed("username/password")
+        self._close(reason, outcome="auth_failed")
 
     # The request
 
     def _request(self, request: Request) -> None:
         self.command, self.target = request.command, (request.host, request.port)
+        now = self._requestRead = self.reactor.seconds()
+        metrics = self.factory.metrics
+        metrics.handshakeTook(now - self._started)
+        metrics.sessionStarted(_POLICY_COMMANDS[request.command])
+        self._logStart()
         policy = self._policy = self.factory.policy
         asked = self._policyRequest = PolicyRequest(
             client=self.clientKey,
-            user=self.user.decode("utf-8", "surrogateescape") if self.user else None,
+            user=self._userText(),
             version=self.versionName,
             command=_POLICY_COMMANDS[request.command],
             host=request.host,
@@ -463,6 +518,8 @@ class SOCKSServerProtocol(_Protocol):
         decision = self._decision = policy.decide(
             asked, destinationKnown=not anyDestination
         )
+        if decision.rule is not None:
+            self.rule = decision.rule.describe()
         if decision.allowed is False:
             denied = deniedBy(
                 decision,
@@ -494,11 +551,17 @@ class SOCKSServerProtocol(_Protocol):
         self._earlyData.clear()
         if isinstance(failure.value, RefusedError):
             reason = failure.value.reason
+            if failure.value.code is SOCKS5ReplyCode.NOT_ALLOWED:
+                self.rule = failure.value.rule
             if self._clientEOF:
                 reason += " (after the client sent end-of-file)"
             self._refuse(failure.value.code, reason)
         else:
-            _log.failure("command handler failed", failure)
+            _log.failure(
+                "command handler failed (session {session})",
+                failure,
+                session=self.sessionID,
+            )
             self._refuse(SOCKS5ReplyCode.GENERAL_FAILURE, "internal error")
 
     def _hold(self, count: int) -> None:
@@ -528,7 +591,11 @@ class SOCKSServerProtocol(_Protocol):
         self._cancelGrace()
         self._target = target
         self._targetTransport = target.stream
+        self._targetHost = target.stream.getHost()
         self.replyCode = 0
+        self.outcome = "success"
+        if self._requestRead is not None:
+            self.factory.metrics.connectTook(self.reactor.seconds() - self._requestRead)
         self._client.write(self._wire.send(self._success(*replyAddress)))
         self._relay = target.relay = Relay(
             self._client, self._targetTransport, self._endSession
@@ -588,10 +655,11 @@ class SOCKSServerProtocol(_Protocol):
         self._phase = _Phase.ASSOCIATED
         self._association, self._udpPort = outcome.association, outcome.port
         self.replyCode = 0
+        self.outcome = "success"
         self._client.write(self._wire.send(self._success(*outcome.replyAddress)))
         self._watchIdle(self.settings.udpTimeout, outcome.association.activity)
         if self._clientEOF:
-            self._close("client closed the UDP control connection")
+            self._close("client closed the UDP control connection", outcome="success")
             self._client.loseConnection()
 
     def _endAssociation(self) -> None:
@@ -601,6 +669,11 @@ class SOCKSServerProtocol(_Protocol):
             port.stopListening()
         if association is not None:
             association.logEnd(self._clientName(), self.reason or "client left")
+            metrics = self.factory.metrics
+            metrics.udpDatagrams("up", association.datagramsFromClient)
+            metrics.udpDatagrams("down", association.datagramsToClient)
+            for why, count in association.drops.items():
+                metrics.udpDropped(why, count)
 
     def _success(self, host: str, port: int) -> SOCKS4Reply | SOCKS5Reply:
         if self._wire.version == 4:
@@ -639,6 +712,7 @@ class SOCKSServerProtocol(_Protocol):
             f"client left during {phase} (end-of-file, no outcome within "
             f"{DEPARTURE_GRACE:g} s)"
         )
+        self.outcome = "client_left"
         self._cancelPending()
         self._client.loseConnection()
 
@@ -659,16 +733,23 @@ class SOCKSServerProtocol(_Protocol):
             reply = SOCKS5Reply(code)
         self.replyCode = reply.code
         self._client.write(self._wire.send(reply))
-        self._close(f"{reason} ({_REPLY_NAMES[code]})")
+        if code is SOCKS5ReplyCode.NOT_ALLOWED and self.rule is not None:
+            self.factory.metrics.denied(self.rule)
+        self._close(f"{reason} ({_REPLY_NAMES[code]})", outcome=_OUTCOMES[code])
 
-    def _close(self, reason: str, finalBytes: bytes | None = None) -> None:
+    def _close(
+        self, reason: str, finalBytes: bytes | None = None, *, outcome: str
+    ) -> None:
         """
         End the session before it relays anything.
+
+        @param outcome: How the session ended, unless already said.
         """
         if self._phase is _Phase.CLOSED:
             return
         self._phase = _Phase.CLOSED
         self.reason = reason
+        self.outcome = self.outcome or outcome
         self._cancelTimers()
         if finalBytes:
             if self.replyCode is None and finalBytes[:1] in (b"\x00", b"\x05"):
@@ -696,7 +777,8 @@ class SOCKSServerProtocol(_Protocol):
         self._deadline = None
         pending, self._pending = self._pending, None
         self._close(
-            f"handshake not finished within {self.settings.handshakeTimeout:g} s"
+            f"handshake not finished within {self.settings.handshakeTimeout:g} s",
+            outcome="timeout",
         )
         if pending is not None:
             pending.cancel()
@@ -726,6 +808,33 @@ class SOCKSServerProtocol(_Protocol):
             self._idle.stop()
             self._idle = None
 
+    def _userText(self) -> str | None:
+        return self.user.decode("utf-8", "surrogateescape") if self.user else None
+
+    def _logStart(self) -> None:
+        logSessionStart(
+            _log,
+            session=self.sessionID,
+            client=self._clientName(),
+            user=self.user,
+            version=self.versionName,
+            command=self.command.name if self.command is not None else "-",
+            target=self.target,
+        )
+
+    def flushTransferred(self) -> None:
+        """
+        Count the bytes relayed since the last call in the metrics: called
+        every second for every session, and at its end.
+        """
+        up = self.bytesFromClient
+        down = self._target.bytesReceived if self._target is not None else 0
+        if up != self._flushedUp or down != self._flushedDown:
+            self.factory.metrics.transferred(
+                up - self._flushedUp, down - self._flushedDown, self._userText()
+            )
+            self._flushedUp, self._flushedDown = up, down
+
     def _clientName(self) -> str:
         return clientName(self._client.getPeer(), self._host)
 
@@ -742,14 +851,32 @@ class SOCKSServerProtocol(_Protocol):
             self._bandwidth.stop()
         if self._admittedUser is not None:
             self.factory.limiter.releaseUser(self._admittedUser)
+        self.flushTransferred()
+        metrics = self.factory.metrics
+        metrics.sessionEnded(
+            self.versionName,
+            _POLICY_COMMANDS[self.command] if self.command is not None else "-",
+            self.outcome or "error",
+            self._userText(),
+            started=self._requestRead is not None,
+        )
+        dialled = outbound = None
+        if self._target is not None:
+            dialled = formatAddress(self._targetTransport.getPeer())
+            outbound = formatAddress(self._targetHost)
         logSession(
             _log,
+            session=self.sessionID,
             client=self._clientName(),
             user=self.user,
             version=self.versionName,
             command=self.command.name if self.command is not None else "-",
             target=self.target,
+            dialled=dialled,
+            outbound=outbound,
             reply=self.replyCode,
+            outcome=self.outcome or "error",
+            rule=self.rule,
             bytesFromClient=self.bytesFromClient,
             bytesToClient=self._target.bytesReceived if self._target else 0,
             duration=self.reactor.seconds() - self._started,

@@ -43,36 +43,80 @@ def clientName(peer: IAddress, host: IAddress) -> str:
     return name
 
 
-def logSession(
+def _target(target: tuple[str, int] | None) -> str:
+    return formatHostPort(escape(target[0]), target[1]) if target else "-"
+
+
+def logSessionStart(
     log: Logger,
     *,
+    session: str,
     client: str,
     user: bytes | None,
     version: str,
     command: str,
     target: tuple[str, int] | None,
+) -> None:
+    """
+    Log that a session's request was read: who asks for what.
+    """
+    log.info(
+        "SOCKS request {session}: {client} user={user} version={version} "
+        "command={command} target={target}",
+        session=session,
+        client=client,
+        user=escape(user) if user else "-",
+        version=version,
+        command=command,
+        target=_target(target),
+    )
+
+
+def logSession(
+    log: Logger,
+    *,
+    session: str,
+    client: str,
+    user: bytes | None,
+    version: str,
+    command: str,
+    target: tuple[str, int] | None,
+    dialled: str | None,
+    outbound: str | None,
     reply: int | None,
+    outcome: str,
+    rule: str | None,
     bytesFromClient: int,
     bytesToClient: int,
     duration: float,
     reason: str,
 ) -> None:
     """
-    Log the session's summary to C{log}; C{user}, the target's host and
-    C{reason} (which can quote a client's bytes) are escaped here.
+    Log the session's summary to C{log} as it ends; C{user}, the target's
+    host and C{reason} (which can quote a client's bytes) are escaped here.
+
+    @param dialled: The address actually connected to, if any.
+    @param outbound: The local address of that connection.
+    @param outcome: How it ended (the metrics' C{outcome} label).
+    @param rule: The access rule that decided the request, described.
     """
     reason = escape(reason, spaces=True)
     log.info(
-        "SOCKS session {client} user={user} version={version} "
-        "command={command} target={target} reply={reply} "
+        "SOCKS session {session} {client} user={user} version={version} "
+        "command={command} target={target} reply={reply} outcome={outcome} "
         "bytes_up={bytesFromClient} bytes_down={bytesToClient} "
         "duration={duration:.3f}s{reasonSuffix}",
+        session=session,
         client=client,
         user=escape(user) if user else "-",
         version=version,
         command=command,
-        target=formatHostPort(escape(target[0]), target[1]) if target else "-",
+        target=_target(target),
+        dialled=dialled,
+        outbound=outbound,
         reply=reply if reply is not None else "-",
+        outcome=outcome,
+        rule=rule,
         bytesFromClient=bytesFromClient,
         bytesToClient=bytesToClient,
         duration=duration,

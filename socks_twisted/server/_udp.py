@@ -54,6 +54,7 @@ class UDPAssociation(DatagramProtocol):
     @param resolve: Resolves a name to addresses of a family.
     @param forbidden: Destinations never sent to (the server's own
         listening addresses); a datagram to one is dropped.
+    @param session: The session's id, for the log.
     @param permit: What the rules say of a destination C{(address, port,
         name)} (the name the client sent, if any): C{None} if allowed,
         else the description of the denial (logged once per destination).
@@ -67,6 +68,7 @@ class UDPAssociation(DatagramProtocol):
         resolve: Resolver,
         forbidden: Container[tuple[str, int]] = (),
         permit: Permit | None = None,
+        session: str = "-",
     ) -> None:
         self.clientHost = normalizeIP(clientHost)
         self.clientPort = clientPort
@@ -74,6 +76,7 @@ class UDPAssociation(DatagramProtocol):
         self._resolve = resolve
         self._forbidden = forbidden
         self._permit = permit
+        self.session = session
         self._denied: set[tuple[str, int]] = set()
         self._targets: dict[tuple[str, int], None] = {}
         self._names: dict[str, str] = {}
@@ -167,8 +170,9 @@ class UDPAssociation(DatagramProtocol):
                     if target not in self._denied and len(self._denied) < MAX_NAMES:
                         self._denied.add(target)
                         _log.info(
-                            "UDP association of {client}: {denial}",
+                            "UDP association of {client} (session {session}): {denial}",
                             client=self.clientHost,
+                            session=self.session,
                             denial=denial,
                         )
                     return
@@ -199,11 +203,12 @@ class UDPAssociation(DatagramProtocol):
         """
         drops = ", ".join(f"{why}: {n}" for why, n in sorted(self.drops.items()))
         _log.info(
-            "UDP association {client} ended ({reason}): "
+            "UDP association {client} (session {session}) ended ({reason}): "
             "from client {datagramsFromClient} datagrams / {bytesFromClient} bytes, "
             "to client {datagramsToClient} datagrams / {bytesToClient} bytes, "
             "dropped {dropSummary}",
             client=client,
+            session=self.session,
             reason=reason,
             datagramsFromClient=self.datagramsFromClient,
             bytesFromClient=self.bytesFromClient,
