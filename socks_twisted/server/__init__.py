@@ -15,7 +15,8 @@ How a session flows, module by module:
    datagram relay, L{_target} the connection to the other side);
  - L{socks_twisted.relay}: pumps bytes once the session relays;
    L{_throttling} caps its bandwidth;
- - L{_sessionlog}: the one escaped log line each session ends with.
+ - L{_sessionlog}: the escaped start and end events of each session;
+   L{_metrics}: the Prometheus metrics it counts itself in.
 
 Who may do what: the factory closes at accept a client no rule could allow
 (L{socks_twisted.policy}) or that is over its limits (L{_limits}); the
