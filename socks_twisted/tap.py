@@ -11,11 +11,13 @@ from collections.abc import Callable
 from resource import getrlimit, setrlimit
 from typing import Any, cast
 
-from twisted.application.service import IService, MultiService, Service
+from twisted.application.service import IService, Service
 from twisted.cred.credentials import IUsernamePassword
 from twisted.cred.strcred import AuthOptionMixin
 from twisted.internet.interfaces import (
     IListeningPort,
+    IProtocolFactory,
+    IReactorCore,
     IReactorFromThreads,
     IReactorSocket,
 )
@@ -23,6 +25,8 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from ._descriptors import MARGIN, PER_SESSION, budgetSessions
+from ._drain import ServerService
+from ._jsonlog import installJSONLogging
 from ._listen import (
     DescriptionError,
     InheritedSockets,
@@ -37,11 +41,27 @@ from ._startup import ListeningService, StartupError
 from .auth import portalFor
 from .config import Config, ConfigError, loadConfig
 from .server import ServerSettings, SOCKSServerFactory
+from .server._metrics import ServerMetrics, metricsSite
 from .users import HashedPasswordChecker, UsersFile, UsersFileError, startThreadPool
 
 _log = Logger()
 
 DEFAULT_PORT = "tcp:1080:interface=127.0.0.1"
+
+#: The values of C{--log-format}.
+LOG_FORMATS = ("text", "json")
+
+
+def logFormat(value: str) -> str:
+    """
+    Check a C{--log-format} value.
+
+    @raise ValueError: It is not one of L{LOG_FORMATS}.
+    """
+    if value not in LOG_FORMATS:
+        raise ValueError(f"{value!r}: use {' or '.join(LOG_FORMATS)}")
+    return value
+
 
 #: Why C{--auth unix} cannot work on this Python.
 NO_SYSTEM_PASSWORDS = (
@@ -169,12 +189,39 @@ class Options(usage.Options, AuthOptionMixin):
             "Lowered, with a warning, to what the open-file limit allows.",
             int,
         ],
+        [
+            "metrics",
+            None,
+            None,
+            "A server endpoint description to serve Prometheus metrics on, "
+            "at GET /metrics, e.g. tcp:9101:interface=127.0.0.1.  It has no "
+            "authentication: keep it on loopback or behind a proxy that "
+            "checks who scrapes.  [default: no metrics endpoint]",
+        ],
+        [
+            "log-format",
+            None,
+            "text",
+            "text, or json: one JSON object a line, every event with its "
+            "fields, written where the text would go.",
+            logFormat,
+        ],
+        [
+            "drain-timeout",
+            None,
+            10.0,
+            "On SIGTERM, stop accepting and give open sessions this long "
+            "(seconds) to end before cutting them; 0: cut at once.  A second "
+            "SIGTERM, or SIGINT, cuts at once.",
+            float,
+        ],
     ]
     compData = usage.Completions(optActions={"port": usage.Completer()})
 
     def __init__(self, reactor: IReactorSocket | None = None) -> None:
         usage.Options.__init__(self)
         self["ports"] = []
+        self["metricsListener"] = None
         self["config"] = None
         self["users"] = None
         self.reactor = reactor
@@ -241,20 +288,28 @@ class Options(usage.Options, AuthOptionMixin):
 
         @raise usage.UsageError: If a description cannot be used.
         """
+        return [self._listener("port", description) for description in self["ports"]]
+
+    def _listener(self, option: str, description: str) -> Listener:
+        """
+        Check one description and make its endpoint, with the default
+        backlog where it names none.
+
+        @param option: The option that gave it, for the message.
+
+        @raise usage.UsageError: If the description cannot be used.
+        """
         reactor = self.reactor
         if reactor is None:
             from twisted.internet import reactor as globalReactor  # noqa: N812
 
             reactor = IReactorSocket(globalReactor)
-        backlog = listenBacklog()
-        inherited = self.inheritedSockets()
-        listeners = []
-        for description in self["ports"]:
-            try:
-                listeners.append(listenerFor(reactor, description, backlog, inherited))
-            except DescriptionError as e:
-                raise usage.UsageError(f"--port {description!r}: {e}") from None
-        return listeners
+        try:
+            return listenerFor(
+                reactor, description, listenBacklog(), self.inheritedSockets()
+            )
+        except DescriptionError as e:
+            raise usage.UsageError(f"--{option} {description!r}: {e}") from None
 
     def applyConfig(self, config: Config) -> None:
         """
@@ -331,7 +386,15 @@ class Options(usage.Options, AuthOptionMixin):
                 ) from None
         if self["max-sessions"] < 1:
             raise usage.UsageError("--max-sessions must be at least 1")
+        if not self["drain-timeout"] >= 0:
+            raise usage.UsageError(
+                "--drain-timeout must be 0 (cut at once) or positive"
+            )
+        if self["log-format"] not in LOG_FORMATS:
+            raise usage.UsageError(f"--log-format must be {' or '.join(LOG_FORMATS)}")
         self["listeners"] = self.listeners()
+        if self["metrics"] is not None:
+            self["metricsListener"] = self._listener("metrics", self["metrics"])
         authenticated = bool(self.get("credCheckers")) or self["users"] is not None
         if not authenticated and not self["allow-public-unauthenticated"]:
             for listener in self["listeners"]:
@@ -385,10 +448,81 @@ def sessionCap(requested: int) -> int:
     return budget.sessions
 
 
+class MetricsService(ListeningService):
+    """
+    Serve the metrics on the C{--metrics} endpoint.  A drain leaves it
+    running: it answers until the process exits.
+    """
+
+    def privilegedStartService(self) -> None:
+        """
+        Listen, naming C{--metrics} if that fails.
+
+        @raise StartupError: If the endpoint fails at once.
+        """
+        try:
+            ListeningService.privilegedStartService(self)
+        except StartupError as e:
+            raise StartupError(_metricsMessage(str(e))) from None
+
+    def startService(self) -> None:
+        """
+        Listen, unless L{privilegedStartService} already did.
+
+        @raise StartupError: If the endpoint fails at once.
+        """
+        try:
+            ListeningService.startService(self)
+        except StartupError as e:
+            raise StartupError(_metricsMessage(str(e))) from None
+
+
+def _metricsMessage(message: str) -> str:
+    """
+    @param message: A start-up failure message naming C{--port}.
+
+    @return: The same, naming C{--metrics}.
+    """
+    prefix = "--port "
+    return (
+        "--metrics " + message[len(prefix) :] if message.startswith(prefix) else message
+    )
+
+
+def metricsService(
+    listener: Listener,
+    metrics: ServerMetrics,
+    listening: Callable[[IListeningPort], None] = lambda port: None,
+) -> MetricsService:
+    """
+    @param listener: The C{--metrics} endpoint.
+    @param metrics: The server's metrics.
+    @param listening: Told the port once it listens.
+
+    @return: The service that serves them at C{GET /metrics}.
+    """
+    if not listener.loopbackOnly:
+        _log.warn(
+            "--metrics {description}: not (certainly) a loopback address, and "
+            "the metrics endpoint has no authentication: anyone who can reach "
+            "it can read the server's metrics",
+            description=listener.description,
+        )
+    return MetricsService(
+        listener.description,
+        listener.endpoint,
+        cast(IProtocolFactory, metricsSite(metrics)),
+        listening,
+    )
+
+
 def makeService(options: dict[str, Any]) -> IService:
     """
-    One listening service per C{--port}, all sharing one factory, and one
-    that keeps C{SIGHUP} from ending the server.
+    One listening service per C{--port}, all sharing one factory, one that
+    keeps C{SIGHUP} from ending the server, and with C{--metrics} one that
+    serves the metrics; their parent drains the server on C{SIGTERM}
+    (L{ServerService}) and, with C{--log-format json}, makes twistd log JSON
+    lines.
 
     @param options: Parsed L{Options}.
 
@@ -439,13 +573,25 @@ def makeService(options: dict[str, Any]) -> IService:
         # The factory refuses CONNECT requests aimed at the server itself.
         factory.addListeningAddress(port.getHost())
 
-    service = MultiService()
+    service = ServerService(
+        IReactorCore(reactor), factory, options.get("drain-timeout", 10.0)
+    )
     children: list[Service] = [SIGHUPService(IReactorFromThreads(reactor), onHangup)]
     for listener in options["listeners"]:
         children.append(
             ListeningService(
                 listener.description, listener.endpoint, factory, listening
             )
+        )
+    service.listeners.extend(children[1:])
+    metricsListener: Listener | None = options.get("metricsListener")
+    if metricsListener is not None:
+        # Its address is the server's own too: no CONNECT may reach it.
+        children.append(metricsService(metricsListener, factory.metrics, listening))
+    if options.get("log-format", "text") == "json":
+        twistdOptions = getattr(options, "parent", None)
+        service.onParent.append(
+            lambda parent: installJSONLogging(parent, twistdOptions)
         )
     for child in children:
         # Service.setServiceParent is unannotated: called through the class,

@@ -103,7 +103,7 @@ def logSession(
     reason = escape(reason, spaces=True)
     log.info(
         "SOCKS session {session} {client} user={user} version={version} "
-        "command={command} target={target} reply={reply} outcome={outcome} "
+        "command={command} target={target} reply={replyText} outcome={outcome} "
         "bytes_up={bytesFromClient} bytes_down={bytesToClient} "
         "duration={duration:.3f}s{reasonSuffix}",
         session=session,
@@ -114,7 +114,8 @@ def logSession(
         target=_target(target),
         dialled=dialled,
         outbound=outbound,
-        reply=reply if reply is not None else "-",
+        reply=reply,
+        replyText="-" if reply is None else reply,
         outcome=outcome,
         rule=rule,
         bytesFromClient=bytesFromClient,

@@ -9,7 +9,7 @@ from typing import Any, cast
 from twisted.internet import reactor
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
-from twisted.internet.error import DNSLookupError
+from twisted.internet.error import CannotListenError, DNSLookupError
 from twisted.internet.interfaces import (
     IAddress,
     IHostnameResolver,
@@ -98,6 +98,23 @@ class FilteredDialTests(TestCase):
         self.addCleanup(listening.stopListening)
         return cast(IPv4Address, listening.getHost()).port, factory.accepted
 
+    def listenOnBoth(
+        self,
+    ) -> tuple[int, list[tuple[str, str]], list[tuple[str, str]]]:
+        """
+        Listen on 127.0.0.2 and 127.0.0.1 with one port number: another
+        test may hold the number picked for the first on the second, so
+        try a few.
+        """
+        for _ in range(20):
+            port, onSecond = self.listen("127.0.0.2")
+            try:
+                _, onFirst = self.listen("127.0.0.1", port)
+            except CannotListenError:
+                continue
+            return port, onSecond, onFirst
+        raise AssertionError("no port free on both 127.0.0.1 and 127.0.0.2")
+
     def viaResolver(self, resolver: FixedResolver) -> ConnectReactor:
         return _ResolvingThrough(reactor, resolver)  # type: ignore[return-value]
 
@@ -113,8 +130,7 @@ class FilteredDialTests(TestCase):
         A name resolving to a denied address and an allowed one: only the
         allowed one is dialled, from one look-up.
         """
-        port, deniedAccepted = self.listen("127.0.0.2")
-        _, allowedAccepted = self.listen("127.0.0.1", port)
+        port, deniedAccepted, allowedAccepted = self.listenOnBoth()
         resolver = FixedResolver(["127.0.0.2", "127.0.0.1"])
         checked: list[str] = []
 
