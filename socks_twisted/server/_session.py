@@ -231,6 +231,8 @@ class SOCKSServerProtocol(_Protocol):
         self.sessionID = format(next(_SESSION_IDS), "x")
         self._requestRead: float | None = None
         self._flushedUp = self._flushedDown = 0
+        self._flushedDatagrams = (0, 0)
+        self._flushedDrops: dict[str, int] = {}
 
     # What a command handler sees (CommandContext)
 
@@ -437,6 +439,7 @@ class SOCKSServerProtocol(_Protocol):
                 self._wire.send(MethodSelection(AuthMethod.NO_ACCEPTABLE_METHODS))
             )
             self.replyCode = AuthMethod.NO_ACCEPTABLE_METHODS
+            self.factory.metrics.authFailed("no acceptable method")
             self._close(
                 f"no acceptable method among those offered ({offered})",
                 outcome="auth_failed",
@@ -668,12 +671,8 @@ class SOCKSServerProtocol(_Protocol):
         if port is not None:
             port.stopListening()
         if association is not None:
+            self._flushDatagrams(association)
             association.logEnd(self._clientName(), self.reason or "client left")
-            metrics = self.factory.metrics
-            metrics.udpDatagrams("up", association.datagramsFromClient)
-            metrics.udpDatagrams("down", association.datagramsToClient)
-            for why, count in association.drops.items():
-                metrics.udpDropped(why, count)
 
     def _success(self, host: str, port: int) -> SOCKS4Reply | SOCKS5Reply:
         if self._wire.version == 4:
@@ -827,6 +826,8 @@ class SOCKSServerProtocol(_Protocol):
         Count the bytes relayed since the last call in the metrics: called
         every second for every session, and at its end.
         """
+        if self._association is not None:
+            self._flushDatagrams(self._association)
         up = self.bytesFromClient
         down = self._target.bytesReceived if self._target is not None else 0
         if up != self._flushedUp or down != self._flushedDown:
@@ -834,6 +835,24 @@ class SOCKSServerProtocol(_Protocol):
                 up - self._flushedUp, down - self._flushedDown, self._userText()
             )
             self._flushedUp, self._flushedDown = up, down
+
+    def _flushDatagrams(self, association: UDPAssociation) -> None:
+        """
+        Count an association's datagrams and drops since the last call.
+        """
+        metrics = self.factory.metrics
+        up, down = association.datagramsFromClient, association.datagramsToClient
+        flushedUp, flushedDown = self._flushedDatagrams
+        if up != flushedUp:
+            metrics.udpDatagrams("up", up - flushedUp)
+        if down != flushedDown:
+            metrics.udpDatagrams("down", down - flushedDown)
+        self._flushedDatagrams = (up, down)
+        for why, count in association.drops.items():
+            flushed = self._flushedDrops.get(why, 0)
+            if count != flushed:
+                metrics.udpDropped(why, count - flushed)
+                self._flushedDrops[why] = count
 
     def _clientName(self) -> str:
         return clientName(self._client.getPeer(), self._host)

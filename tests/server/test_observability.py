@@ -269,3 +269,29 @@ class BytesTests(SynchronousTestCase):
             sample(factory, "socks_udp_dropped_total", reason="malformed header"), 1.0
         )
         self.assertEqual(sessions(factory, "success", command="udp"), 1.0)
+
+    def test_udpCountedWhileOpen(self) -> None:
+        """
+        When the metrics are served, an open association's datagrams and
+        drops are counted every second, and each once.
+        """
+        listeners = FakeListeners()
+        factory, reactor, _ = makeFactory(listeners=listeners)
+        metricsSite(factory.metrics)
+        protocol, _ = connectClient(factory)
+        protocol.dataReceived(
+            GREETING_NO_AUTH + bytes.fromhex("05 03 00 01 00000000 0000")
+        )
+        [(_, association)] = listeners.udp
+        header = bytes.fromhex("0000 00 01 7f000001 0035")
+        association.datagramReceived(header + b"q", ("127.0.0.1", 5000))
+        association.datagramReceived(b"\x00", ("127.0.0.1", 5000))
+        reactor.advance(1.0)
+        up = sample(factory, "socks_udp_datagrams_total", direction="up")
+        self.assertEqual(up, 1.0)
+        association.datagramReceived(header + b"r", ("127.0.0.1", 5000))
+        protocol.connectionLost(Failure(error.ConnectionDone()))
+        up = sample(factory, "socks_udp_datagrams_total", direction="up")
+        self.assertEqual(up, 2.0)
+        dropped = sample(factory, "socks_udp_dropped_total", reason="malformed header")
+        self.assertEqual(dropped, 1.0)
