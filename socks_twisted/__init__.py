@@ -7,6 +7,10 @@ C{socks_twisted._wire} alone never imports Twisted.
 
 from typing import TYPE_CHECKING
 
+#: The version of socks-twisted: the one place it is written (setup.cfg
+#: reads it from here; C{twistd socks --version} prints it).
+__version__ = "0.1.0.dev0"
+
 if TYPE_CHECKING:
     from .client import (
         PendingBind,

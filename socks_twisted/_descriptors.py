@@ -31,7 +31,7 @@ class SessionBudget:
     @ivar soft: The soft limit in force afterwards (C{RLIM_INFINITY} for
         none).
     @ivar hard: The hard limit.
-    @ivar raisedFrom: The soft limit before it was raised, or L{None} if it
+    @ivar raisedFrom: The soft limit before it was raised, or C{None} if it
         was left alone.
     """
 
@@ -79,8 +79,8 @@ def budgetSessions(
     low, raise the soft limit to it and allow only the sessions that fit.
 
     @param requested: The sessions asked for.
-    @param getrlimit: Reads a resource limit (L{resource.getrlimit}).
-    @param setrlimit: Sets a resource limit (L{resource.setrlimit}).
+    @param getrlimit: Reads a resource limit (C{resource.getrlimit}).
+    @param setrlimit: Sets a resource limit (C{resource.setrlimit}).
     @param margin: Descriptors kept for everything but sessions.
 
     @return: What the limit allows, once adjusted.

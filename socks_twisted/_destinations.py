@@ -57,7 +57,7 @@ def unmappedAddress(address: IPAddress) -> IPAddress:
 def parseAddress(text: str) -> IPAddress | None:
     """
     The address an IP literal names (a scope and an IPv4 mapping removed), or
-    L{None} when C{text} is not an IP literal.
+    C{None} when C{text} is not an IP literal.
     """
     if text.startswith("[") and text.endswith("]"):
         text = text[1:-1]

@@ -38,12 +38,12 @@ _log = Logger()
 #: How often, in seconds, a drain looks whether its sessions have ended.
 POLL_INTERVAL = 0.05
 
-#: What L{signal.signal} returns: a Python handler, C{SIG_DFL} or C{SIG_IGN},
-#: or L{None} for a handler installed from C.
+#: What C{signal.signal} returns: a Python handler, C{SIG_DFL} or C{SIG_IGN},
+#: or C{None} for a handler installed from C.
 _Handler = Callable[[int, FrameType | None], Any] | int | None
 
 #: Installs a signal handler and returns the one it replaces, as
-#: L{signal.signal} does.
+#: C{signal.signal} does.
 InstallHandler = Callable[[int, _Handler], _Handler]
 
 

@@ -176,7 +176,7 @@ def twistdLogFile(twistdOptions: Mapping[str, Any]) -> IO[Any] | None:
 
     @return: Standard output under C{-n} without C{--logfile} (or with
         C{--logfile -}); else the C{--logfile}, C{twistd.log} by default,
-        opened as twistd opens it.  L{None} where twistd does not write to a
+        opened as twistd opens it.  C{None} where twistd does not write to a
         file: C{--syslog}, C{--logger}, or C{--logfile -} for a daemon
         (which twistd refuses).
     """
@@ -215,9 +215,9 @@ def installJSONLogging(
     @param application: What the service joins; only a twistd
         application (a L{Componentized}) is changed.
     @param twistdOptions: twistd's options (the plugin options' C{parent}),
-        or L{None} outside twistd.
+        or C{None} outside twistd.
 
-    @return: The observer set, or L{None} if none was: outside twistd, or
+    @return: The observer set, or C{None} if none was: outside twistd, or
         where twistd does not log to a file (which is then logged).
     """
     if twistdOptions is None or not isinstance(application, Componentized):

@@ -243,12 +243,12 @@ def execEnvironment(procPath: str = "/proc/self/environ") -> Mapping[str, str]:
     The environment this process was started with.
 
     Importing C{twisted.internet.endpoints} deletes C{LISTEN_PID} and
-    C{LISTEN_FDS} from L{os.environ}, long before options are parsed; Linux
+    C{LISTEN_FDS} from C{os.environ}, long before options are parsed; Linux
     still shows the environment C{exec} received.
 
     @param procPath: Where the kernel shows it.
 
-    @return: The environment at C{exec}, or L{os.environ} where the kernel
+    @return: The environment at C{exec}, or C{os.environ} where the kernel
         does not show it.
     """
     try:
@@ -310,8 +310,8 @@ class InheritedSockets:
         """
         Find one inherited descriptor.
 
-        @param index: Its position, in decimal, or L{None}.
-        @param name: Its name, or L{None}.
+        @param index: Its position, in decimal, or C{None}.
+        @param name: Its name, or C{None}.
 
         @return: The descriptor.
 

@@ -53,7 +53,7 @@ class PolicyError(ValueError):
 @dataclass(frozen=True)
 class Rule:
     """
-    One rule: L{None} for a condition means it matches everything.
+    One rule: C{None} for a condition means it matches everything.
 
     @ivar index: The rule's position in the file, from 1; 0 for a built-in
         rule.
@@ -301,7 +301,7 @@ class _RuleParser:
 def _checkName(text: str) -> str | None:
     """
     The normalized form of a host name (lower case, no trailing dot,
-    IDNA-encoded), or L{None} if C{text} is not one.
+    IDNA-encoded), or C{None} if C{text} is not one.
     """
     try:
         name = text.encode("idna").decode("ascii")

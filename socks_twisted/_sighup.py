@@ -20,8 +20,8 @@ _log = Logger()
 #: What is logged for each C{SIGHUP}.
 IGNORED_MESSAGE = "SIGHUP received: ignored (nothing to reload)"
 
-#: What L{signal.signal} returns: a Python handler, C{SIG_DFL} or C{SIG_IGN},
-#: or L{None} for a handler installed from C.
+#: What C{signal.signal} returns: a Python handler, C{SIG_DFL} or C{SIG_IGN},
+#: or C{None} for a handler installed from C.
 _Handler = Callable[[int, FrameType | None], Any] | int | None
 
 

@@ -28,8 +28,8 @@ class StartupError(SystemExit, Exception):
     The server cannot start; the message says why and names the option.
 
     twistd lets an exception raised while it starts the application escape
-    with its traceback.  This one is a L{SystemExit}, so Python prints only
-    its message and exits with status 1; it is also an L{Exception}, so that
+    with its traceback.  This one is a C{SystemExit}, so Python prints only
+    its message and exits with status 1; it is also an C{Exception}, so that
     twistd, which catches those on the way out, first removes its PID file
     and tells a daemonizing parent that the start failed.
     """
@@ -44,7 +44,7 @@ class StartupError(SystemExit, Exception):
 def _where(interface: object, port: object) -> str:
     """
     @param interface: The interface a port was to listen on, as
-        L{CannotListenError} holds it (C{""} or L{None} for all, or none).
+        L{CannotListenError} holds it (C{""} or C{None} for all, or none).
     @param port: Its port number, or a UNIX socket's path.
 
     @return: The address, as an operator would write it.

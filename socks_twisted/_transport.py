@@ -2,7 +2,10 @@
 What the server and the relay use of a stream transport, typed once.
 
 Twisted's transports implement these methods across several interfaces
-(L{ITCPTransport}, L{IConsumer}, L{IPushProducer}, L{IHalfCloseableProtocol}'s
+(L{ITCPTransport<twisted.internet.interfaces.ITCPTransport>},
+L{IConsumer<twisted.internet.interfaces.IConsumer>},
+L{IPushProducer<twisted.internet.interfaces.IPushProducer>},
+L{IHalfCloseableProtocol<twisted.internet.interfaces.IHalfCloseableProtocol>}'s
 counterpart C{loseWriteConnection}), and C{Protocol.transport} is typed as a
 bare L{ITransport}.  Rather than cast at every call, code takes a
 L{StreamTransport} from L{streamTransport} once.

@@ -54,7 +54,8 @@ def _bytesUsers(checker: InMemoryUsernamePasswordDatabaseDontUse) -> None:
     """
     Twisted's C{memory:} strcred plugin stores the usernames and passwords it
     parses as C{str}, while credentials from the wire are C{bytes} (as
-    L{IUsernamePassword} says).  Store them as bytes so that they can match.
+    L{IUsernamePassword<twisted.cred.credentials.IUsernamePassword>} says).
+    Store them as bytes so that they can match.
     """
     checker.users = {
         (name.encode("utf-8") if isinstance(name, str) else name): (

@@ -61,8 +61,8 @@ def parseSize(value: int | str) -> int:
     The prefix letter may be of either case (C{kB} and C{KB} are both 1000
     bytes), and the C{B} may be left out (C{10M}); but a C{B}, when written,
     must be upper case: C{10Mb} would be megabits, so it is refused rather
-    than read as bytes.  A fraction of a byte is dropped: C{"1.0005kB"} is
-    1000.  0 means no cap.
+    than read as bytes.  A fraction of a byte is dropped: C{"1.0005kB"}
+    is 1000.  0 means no cap.
 
     @raise ValueError: C{value} is negative, not a size, or a size below one
         byte but not 0.
@@ -98,7 +98,7 @@ def parseSize(value: int | str) -> int:
 @dataclass(frozen=True)
 class Limits:
     """
-    The C{[limits]} table: L{None} for no limit (a key left out, or 0).
+    The C{[limits]} table: C{None} for no limit (a key left out, or 0).
 
     @ivar sessionsPerClient: Concurrent sessions per client IP.
     @ivar sessionsPerUser: Concurrent sessions per authenticated user.

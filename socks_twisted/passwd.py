@@ -95,7 +95,7 @@ def _readLines(path: str) -> list[bytes] | None:
 
     @param path: The file.
 
-    @return: Its lines, each with its line ending, or L{None} if it does not
+    @return: Its lines, each with its line ending, or C{None} if it does not
         exist.
 
     @raise PasswdError: If it cannot be read.
@@ -291,7 +291,7 @@ def _readPassword(
     """
     Get the new password.
 
-    @param stdin: Where to read one line from, or L{None} to prompt twice.
+    @param stdin: Where to read one line from, or C{None} to prompt twice.
     @param getpass: Prompts without echo.
 
     @return: The password.

@@ -26,7 +26,7 @@ How destinations match:
     called C{loopback}, write it with a trailing dot: C{loopback.}.
 
 Before a name is resolved, a rule whose C{to} could only be decided by the
-address leaves the request undetermined (L{Decision.allowed} is L{None}): the
+address leaves the request undetermined (L{Decision.allowed} is C{None}): the
 caller resolves the name and asks again for each address.  A rule that
 certainly denies still decides early when every undetermined rule before it
 denies too, since the outcome is a denial whatever the address.  As the
@@ -87,7 +87,7 @@ class Request:
     """
     What a client asks for.
 
-    @ivar client: The client's IP; L{None} for a client on a UNIX socket,
+    @ivar client: The client's IP; C{None} for a client on a UNIX socket,
         which matches only rules without C{from}.
     @ivar user: The authenticated user, if any.
     @ivar version: C{"4"}, C{"4a"} or C{"5"}.
@@ -109,8 +109,8 @@ class Decision:
     """
     What the rules say of a request.
 
-    @ivar allowed: Whether it is allowed; L{None} when it cannot be told
-        before the name is resolved (then C{rule} is L{None} too).
+    @ivar allowed: Whether it is allowed; C{None} when it cannot be told
+        before the name is resolved (then C{rule} is C{None} too).
     @ivar rule: The rule that decided.
     """
 
@@ -263,7 +263,7 @@ class Policy:
         rule that denies whatever it is asked for, but for its C{from}, comes
         before every allowing rule whose C{from} matches it.
 
-        @param client: The client's IP, L{None} for a UNIX-socket client.
+        @param client: The client's IP, C{None} for a UNIX-socket client.
         """
         address = None if client is None else parseAddress(client)
         for compiled in self._compiled:
@@ -297,7 +297,7 @@ class Policy:
             rules with C{to} or C{ports} then cannot decide.
 
         @return: The decision; undetermined (C{Decision(None, None)}) when
-            the host is a name, C{address} is L{None}, and some rule before
+            the host is a name, C{address} is C{None}, and some rule before
             the deciding one could be told only by the address (or when the
             destination is not known and such a rule comes first).
         """

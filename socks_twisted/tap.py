@@ -11,6 +11,7 @@ from collections.abc import Callable
 from resource import getrlimit, setrlimit
 from typing import Any, cast
 
+from twisted import copyright
 from twisted.application.service import IService, Service
 from twisted.cred.credentials import IUsernamePassword
 from twisted.cred.strcred import AuthOptionMixin
@@ -24,6 +25,7 @@ from twisted.internet.interfaces import (
 from twisted.logger import Logger
 from twisted.python import usage
 
+from . import __version__
 from ._descriptors import MARGIN, PER_SESSION, budgetSessions
 from ._drain import ServerService
 from ._jsonlog import installJSONLogging
@@ -95,7 +97,7 @@ def authProblem(description: str) -> str | None:
 
     @param description: The C{--auth} value, such as C{file:/etc/socks-users}.
 
-    @return: The problem, or L{None} when none is known.
+    @return: The problem, or C{None} when none is known.
     """
     authType, _, argument = description.partition(":")
     if authType == "file":
@@ -242,6 +244,13 @@ class Options(usage.Options, AuthOptionMixin):
             elif arg.startswith("-p"):
                 self.given.add("port")
         usage.Options.parseOptions(self, options)
+
+    def opt_version(self) -> None:
+        """
+        Print the version of socks-twisted (and of Twisted) and exit.
+        """
+        print(f"socks-twisted {__version__} (Twisted {copyright.version})")
+        sys.exit(0)
 
     def opt_config(self, path: str) -> None:
         """

@@ -114,7 +114,7 @@ def _hashProblem(hashed: bytes) -> str | None:
 
     @param hashed: The part of a line after the first colon.
 
-    @return: What the hash is, as a noun phrase for a message, or L{None} if
+    @return: What the hash is, as a noun phrase for a message, or C{None} if
         it is an accepted hash.
     """
     if hashed.startswith((b"$2y$", b"$2b$", b"$2a$")):

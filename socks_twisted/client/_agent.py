@@ -4,8 +4,6 @@ HTTP and HTTPS through a SOCKS proxy with L{twisted.web.client.Agent}.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from twisted.internet.endpoints import wrapClientTLS
 from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.web.client import (
@@ -20,6 +18,7 @@ from zope.interface import implementer
 
 from ._endpoints import (
     DEFAULT_HANDSHAKE_TIMEOUT,
+    Methods,
     SOCKS4ClientEndpoint,
     SOCKS5ClientEndpoint,
 )
@@ -40,7 +39,7 @@ class SOCKSAgentEndpointFactory:
         proxyEndpoint: IStreamClientEndpoint,
         *,
         version: int = 5,
-        methods: Sequence[int] | None = None,
+        methods: Methods | None = None,
         credentials: tuple[str | bytes, str | bytes] | None = None,
         userID: str | bytes = b"",
         resolveLocally: bool = False,
@@ -130,7 +129,7 @@ def socksAgent(
     *,
     pool: HTTPConnectionPool | None = None,
     version: int = 5,
-    methods: Sequence[int] | None = None,
+    methods: Methods | None = None,
     credentials: tuple[str | bytes, str | bytes] | None = None,
     userID: str | bytes = b"",
     resolveLocally: bool = False,
@@ -139,7 +138,8 @@ def socksAgent(
 ) -> Agent:
     """
     An L{Agent} that makes every request through the SOCKS proxy that
-    C{proxyEndpoint} connects to.
+    C{proxyEndpoint} connects to.  The other parameters are those of
+    L{SOCKSAgentEndpointFactory}.
 
     @param pool: The connection pool.  By default a new persistent
         L{HTTPConnectionPool} that belongs to this agent alone: the pool keys
@@ -147,8 +147,6 @@ def socksAgent(
         a direct agent (or one using another proxy) could hand this agent a
         connection that does not go through this proxy.  Pass your own to
         close its idle connections (C{pool.closeCachedConnections()}).
-
-    The other parameters are those of L{SOCKSAgentEndpointFactory}.
     """
     endpointFactory = SOCKSAgentEndpointFactory(
         reactor,

@@ -12,8 +12,6 @@ subclass to a L{ConnectAttempt} subclass.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import (
     IAddress,
@@ -33,6 +31,7 @@ from .._wire import (
 )
 from ._endpoints import (
     DEFAULT_HANDSHAKE_TIMEOUT,
+    Methods,
     _SOCKS4Requester,
     _SOCKS5Requester,
     _SOCKSRequester,
@@ -286,7 +285,7 @@ class SOCKS5BindClient(_SOCKS5Requester, _BindClient):
         port: int,
         proxyEndpoint: IStreamClientEndpoint,
         *,
-        methods: Sequence[int] | None = None,
+        methods: Methods | None = None,
         credentials: tuple[str | bytes, str | bytes] | None = None,
         resolveLocally: bool = False,
         handshakeTimeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,

@@ -5,8 +5,8 @@ proxy.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import ClassVar, cast
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, ClassVar, TypeAlias, cast
 
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred
@@ -17,7 +17,9 @@ from twisted.internet.interfaces import (
     IProtocol,
     IProtocolFactory,
     IReactorPluggableNameResolver,
+    IReactorTCP,
     IReactorTime,
+    IReactorUDP,
     IResolutionReceiver,
     IStreamClientEndpoint,
 )
@@ -41,6 +43,75 @@ DEFAULT_HANDSHAKE_TIMEOUT = 60.0
 
 _SUPPORTED_METHODS = (AuthMethod.NO_AUTHENTICATION, AuthMethod.USERNAME_PASSWORD)
 
+#: The C{methods} argument of the SOCKS5 clients: a sequence of
+#: L{AuthMethod} values, or txsocksx's mapping
+#: C{{"anonymous": (), "login": (username, password)}}.
+Methods: TypeAlias = (
+    Sequence[int] | Mapping[str, tuple[()] | tuple[str | bytes, str | bytes]]
+)
+
+_TXSOCKSX_METHODS = {
+    "anonymous": AuthMethod.NO_AUTHENTICATION,
+    "login": AuthMethod.USERNAME_PASSWORD,
+}
+
+
+class ISOCKSReactor(
+    IReactorTCP, IReactorUDP, IReactorTime, IReactorPluggableNameResolver
+):
+    """
+    What a reactor gives the SOCKS clients, in one type for annotations: TCP
+    to reach the proxy, UDP for associations, the clock for timeouts and a
+    name resolver for locally resolved names.
+
+    Every reactor Twisted ships provides all four; this interface exists for
+    type checkers only (no reactor declares it, so never test it with
+    C{providedBy}).  Annotate the reactor C{task.react} gives you with it.
+    L{socks_twisted.client.SOCKSProxy} takes L{SOCKSReactor}: this, or the
+    global reactor (C{from twisted.internet import reactor}) as Twisted
+    declares it.
+    """
+
+
+#: The type of the reactor L{socks_twisted.client.SOCKSProxy} takes:
+#: L{ISOCKSReactor}, or the global reactor, which Twisted declares as a
+#: make-believe interface (C{twisted.internet._IReactorCommon}) that omits
+#: UDP and the name resolver although every reactor it ships has them.
+if TYPE_CHECKING:
+    from twisted.internet import _IReactorCommon
+
+    SOCKSReactor: TypeAlias = ISOCKSReactor | _IReactorCommon
+else:
+    SOCKSReactor = ISOCKSReactor
+
+
+def _fromTxsocksx(
+    methods: Mapping[str, tuple[()] | tuple[str | bytes, str | bytes]],
+    credentials: tuple[str | bytes, str | bytes] | None,
+) -> tuple[tuple[int, ...], tuple[str | bytes, str | bytes] | None]:
+    """
+    Translate txsocksx's C{methods} mapping into methods and credentials.
+
+    @raise ValueError: A key is unknown, a value malformed, or credentials
+        are given twice.
+    """
+    offered: list[int] = []
+    for name, value in methods.items():
+        if name not in _TXSOCKSX_METHODS:
+            raise ValueError(
+                f"unknown txsocksx method {name!r}; use 'anonymous' or 'login'"
+            )
+        if name == "anonymous" and tuple(value) != ():
+            raise ValueError("txsocksx method 'anonymous' takes ()")
+        if name == "login":
+            if len(value) != 2:
+                raise ValueError("txsocksx method 'login' takes (username, password)")
+            if credentials is not None:
+                raise ValueError("credentials given both in methods and credentials")
+            credentials = (value[0], value[1])
+        offered.append(_TXSOCKSX_METHODS[name])
+    return tuple(offered), credentials
+
 
 def _defaultReactor() -> IReactorTime:
     """
@@ -52,11 +123,6 @@ def _defaultReactor() -> IReactorTime:
     return cast(IReactorTime, reactor)
 
 
-def _toText(value: str | bytes) -> str:
-    if isinstance(value, bytes):
-        return value.decode("ascii")
-    return value
-
 
 def _toBytes(value: str | bytes) -> bytes:
     if isinstance(value, str):
@@ -65,7 +131,7 @@ def _toBytes(value: str | bytes) -> bytes:
 
 
 def socks5Authentication(
-    methods: Sequence[int] | None,
+    methods: Methods | None,
     credentials: tuple[str | bytes, str | bytes] | None,
 ) -> tuple[tuple[int, ...], UsernamePasswordRequest | None]:
     """
@@ -73,7 +139,9 @@ def socks5Authentication(
 
     @param methods: The methods to offer, in order, or C{None} for the
         default: no authentication, then username/password when
-        C{credentials} are given.
+        C{credentials} are given.  txsocksx's mapping
+        (C{{"anonymous": (), "login": (username, password)}}, offered in its
+        order) is accepted too.
     @param credentials: C{(username, password)} for RFC 1929; C{str} is
         encoded as UTF-8.
     @return: The methods to offer and the RFC 1929 request to send.
@@ -81,6 +149,8 @@ def socks5Authentication(
         ones this client implements or do not fit the credentials.
     """
     request: UsernamePasswordRequest | None = None
+    if isinstance(methods, Mapping):
+        methods, credentials = _fromTxsocksx(methods, credentials)
     if credentials is not None:
         username, password = credentials
         request = UsernamePasswordRequest(_toBytes(username), _toBytes(password))
@@ -264,7 +334,7 @@ class _SOCKS5Requester(_SOCKSRequester):
 
     def _authenticate(
         self,
-        methods: Sequence[int] | None,
+        methods: Methods | None,
         credentials: tuple[str | bytes, str | bytes] | None,
     ) -> None:
         """
@@ -350,7 +420,7 @@ class SOCKS5ClientEndpoint(_SOCKS5Requester, _SOCKSEndpoint):
         port: int,
         proxyEndpoint: IStreamClientEndpoint,
         *,
-        methods: Sequence[int] | None = None,
+        methods: Methods | None = None,
         credentials: tuple[str | bytes, str | bytes] | None = None,
         resolveLocally: bool = False,
         handshakeTimeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
@@ -364,6 +434,8 @@ class SOCKS5ClientEndpoint(_SOCKS5Requester, _SOCKSEndpoint):
             from L{AuthMethod.NO_AUTHENTICATION} and
             L{AuthMethod.USERNAME_PASSWORD}.  By default no authentication,
             followed by username/password when C{credentials} are given.
+            txsocksx's mapping, C{{"anonymous": (), "login": (username,
+            password)}}, is also accepted.
         @param credentials: C{(username, password)} for RFC 1929; C{str} is
             encoded as UTF-8.
         @param resolveLocally: Resolve a name here (with the reactor's name

@@ -14,7 +14,6 @@ association when the connection is lost.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
 from typing import cast
 
 from twisted.internet.address import HostnameAddress, IPv4Address, IPv6Address
@@ -47,7 +46,7 @@ from .._wire import (
     readUDPDatagram,
 )
 from ..errors import SOCKSError, SOCKSProtocolError
-from ._endpoints import DEFAULT_HANDSHAKE_TIMEOUT, _SOCKS5Requester
+from ._endpoints import DEFAULT_HANDSHAKE_TIMEOUT, Methods, _SOCKS5Requester
 from ._handshake import makeError
 from ._tunnel import SOCKSTunnelTransport
 
@@ -153,8 +152,12 @@ class SOCKS5UDPAssociation:
         protocol: DatagramProtocol,
         relay: tuple[str, int],
         control: SOCKSTunnelTransport,
+        answersFromNames: bool = False,
     ) -> None:
         self._protocol = protocol
+        self._answersFromNames = answersFromNames
+        self._sentNames: dict[int, list[str]] = {}
+        self._learnedNames: dict[tuple[str, int], tuple[str, int]] = {}
         self._relay = relay
         self.relayAddress: IPv4Address | IPv6Address = (
             IPv6Address("UDP", *relay)
@@ -240,6 +243,8 @@ class SOCKS5UDPAssociation:
             return
         host, port = addr[0], addr[1]
         header = self._headers.get((host, port))
+        if header is None and self._answersFromNames:
+            self._rememberName(host, port)
         if header is None:
             header = b"\x00\x00\x00" + encodeSOCKS5Address(host, port)
             if len(self._headers) >= _HEADER_CACHE:
@@ -247,6 +252,38 @@ class SOCKS5UDPAssociation:
             self._headers[(host, port)] = header
         self._port.write(header + packet, self._relay)
         self.datagramsSent += 1
+
+    def _rememberName(self, host: str, port: int) -> None:
+        """
+        Note that a datagram went to the name C{host}, so that answers can be
+        reported as coming from it (see C{answersFromNames}).
+        """
+        try:
+            normalizeIP(host)
+        except ValueError:
+            names = self._sentNames.setdefault(port, [])
+            if host not in names and len(names) < _HEADER_CACHE:
+                names.append(host)
+
+    def _reportedRemote(self, host: str, port: int) -> tuple[str, int]:
+        """
+        The remote to give the protocol for an answer from C{(host, port)}:
+        with C{answersFromNames}, the name this association sent to, when
+        exactly one name on that port has not been matched to an address
+        yet (the first answer from a new address on that port then teaches
+        which address the proxy resolved it to); else C{(host, port)}.
+        """
+        if not self._answersFromNames:
+            return (host, port)
+        learned = self._learnedNames.get((host, port))
+        if learned is not None:
+            return learned
+        taken = {name for name, p in self._learnedNames.values() if p == port}
+        waiting = [n for n in self._sentNames.get(port, []) if n not in taken]
+        if len(waiting) != 1:
+            return (host, port)
+        self._learnedNames[(host, port)] = (waiting[0], port)
+        return (waiting[0], port)
 
     def connect(self, host: str, port: int) -> None:
         """
@@ -395,7 +432,7 @@ class SOCKS5UDPAssociation:
                 self.drops["not from the connected address"] += 1
                 return
         self.datagramsReceived += 1
-        self._protocol.datagramReceived(message.data, remote)
+        self._protocol.datagramReceived(message.data, self._reportedRemote(*remote))
 
 
 class _ControlProtocol(Protocol):
@@ -410,10 +447,12 @@ class _ControlProtocol(Protocol):
         reactor: IReactorUDP,
         protocol: DatagramProtocol,
         interface: str | None,
+        answersFromNames: bool = False,
     ) -> None:
         self._reactor = reactor
         self._protocol = protocol
         self._interface = interface
+        self._answersFromNames = answersFromNames
         self.association: SOCKS5UDPAssociation | None = None
 
     def connectionMade(self) -> None:
@@ -437,7 +476,9 @@ class _ControlProtocol(Protocol):
                 interface = normalizeIP(local.host)
             else:
                 interface = "::" if ipv6 else ""
-        association = SOCKS5UDPAssociation(self._protocol, relay, control)
+        association = SOCKS5UDPAssociation(
+            self._protocol, relay, control, self._answersFromNames
+        )
         port = self._reactor.listenUDP(
             0, association._newReceiver(), interface, MAX_DATAGRAM
         )
@@ -466,13 +507,17 @@ class _ControlFactory(Factory):
         reactor: IReactorUDP,
         protocol: DatagramProtocol,
         interface: str | None,
+        answersFromNames: bool = False,
     ) -> None:
         self._reactor = reactor
         self._protocol = protocol
         self._interface = interface
+        self._answersFromNames = answersFromNames
 
     def buildProtocol(self, addr: IAddress | None) -> _ControlProtocol:
-        return _ControlProtocol(self._reactor, self._protocol, self._interface)
+        return _ControlProtocol(
+            self._reactor, self._protocol, self._interface, self._answersFromNames
+        )
 
 
 class SOCKS5UDPClient(_SOCKS5Requester):
@@ -493,11 +538,12 @@ class SOCKS5UDPClient(_SOCKS5Requester):
         self,
         proxyEndpoint: IStreamClientEndpoint,
         *,
-        methods: Sequence[int] | None = None,
+        methods: Methods | None = None,
         credentials: tuple[str | bytes, str | bytes] | None = None,
         handshakeTimeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
         interface: str | None = None,
         reactor: IReactorTime | None = None,
+        answersFromNames: bool = False,
     ) -> None:
         """
         @param proxyEndpoint: The endpoint that connects to the proxy (the
@@ -511,7 +557,18 @@ class SOCKS5UDPClient(_SOCKS5Requester):
             of the relay's family (so that datagrams leave from the IP address
             the proxy expects), else every interface of that family.
         @param reactor: Provides C{listenUDP} and the clock; the global reactor
-            if C{None}.
+            if C{None}.  Typed as L{IReactorTime}, which the global reactor's
+            declared type provides; C{IReactorUDP} is checked when the client
+            is made.
+        @param answersFromNames: Give the protocol the C{(name, port)} it
+            wrote to, instead of the address the relay reports, for answers
+            to datagrams sent to a name, so that protocols that check where
+            an answer came from (C{twisted.names.dns.DNSDatagramProtocol}
+            checks it is the address queried) accept them.  The first answer
+            from a new address on a port where exactly one name is still
+            unmatched is attributed to that name, and so is every later one
+            from that address; otherwise the address is reported.  Off by
+            default: answers then name the address the relay reports.
 
         @raise ValueError: The credentials cannot be sent, the methods are not
             ones this client implements, or the reactor cannot listen on UDP.
@@ -528,6 +585,7 @@ class SOCKS5UDPClient(_SOCKS5Requester):
             raise ValueError("the reactor must provide IReactorUDP")
         self._authenticate(methods, credentials)
         self._interface = interface
+        self._answersFromNames = answersFromNames
 
     def __repr__(self) -> str:
         return f"<SOCKS5UDPClient via {self._proxyEndpoint!r}>"
@@ -550,7 +608,9 @@ class SOCKS5UDPClient(_SOCKS5Requester):
         if protocol.transport is not None:
             return fail(ValueError(f"{protocol!r} is already connected"))
         reactor = cast(IReactorUDP, self._getReactor())
-        attempt = self._start(_ControlFactory(reactor, protocol, self._interface))
+        attempt = self._start(
+            _ControlFactory(reactor, protocol, self._interface, self._answersFromNames)
+        )
 
         def associated(control: IProtocol) -> SOCKS5UDPAssociation:
             assert isinstance(control, _ControlProtocol)

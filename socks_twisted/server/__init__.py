@@ -10,7 +10,8 @@ How a session flows, module by module:
    by mistake), runs the handshake on the sans-I/O wire layer, checks
    credentials, then hands the request to its command's handler;
  - L{_command}: the one interface every handler implements: a request in, a
-   cancellable L{Deferred} of the outcome out; L{_connect}, L{_bind} and
+   cancellable L{Deferred<twisted.internet.defer.Deferred>} of the outcome
+   out; L{_connect}, L{_bind} and
    L{_associate} are the three handlers (L{_udp} is the association's
    datagram relay, L{_target} the connection to the other side);
  - L{socks_twisted.relay}: pumps bytes once the session relays;

@@ -2,11 +2,13 @@
 The interface between a session and the commands it serves.
 
 A session reads and checks a request, then hands it to the command's
-handler, which returns a L{Deferred} of the outcome: the other side of a
+handler, which returns a
+L{Deferred<twisted.internet.defer.Deferred>} of the outcome: the other side of a
 relay (CONNECT, BIND) or a UDP association, each with the address the
 success reply names.  A handler that cannot serve the request fails the
-L{Deferred} with L{RefusedError}, naming the reply code and the reason.
-Cancelling the L{Deferred} (the client left, the handshake deadline passed)
+L{Deferred<twisted.internet.defer.Deferred>} with L{RefusedError}, naming the
+reply code and the reason.  Cancelling the L{Deferred<twisted.internet.defer.Deferred>}
+(the client left, the handshake deadline passed)
 abandons the dial, closes the BIND listener or the UDP port.
 
 Adding a command is adding a handler to L{socks_twisted.server._session}'s

@@ -55,15 +55,19 @@ class SOCKSServerFactory(Factory):
     L{ServerSettings}), not both.
 
     @param reactor: Runs the timers; the default network also dials,
-        listens and resolves with it, so it must then provide L{IReactorTCP},
-        L{IReactorUDP} and L{IReactorPluggableNameResolver} too.
+        listens and resolves with it, so it must then provide
+        L{IReactorTCP<twisted.internet.interfaces.IReactorTCP>},
+        L{IReactorUDP<twisted.internet.interfaces.IReactorUDP>} and
+        L{IReactorPluggableNameResolver<twisted.internet.interfaces.IReactorPluggableNameResolver>}
+        too.
     @param endpointFor: Makes the endpoint that dials C{(host, port,
         timeout)}; the policy then checks a name's address once connected
         (the connection is closed if it is denied).
     @param dialler: Makes the endpoint that dials a target, also given
         which of a name's addresses the policy allows and the source
         address (see L{Dialler}); by default TCP for IP literals and
-        L{HostnameEndpoint} for names, through the allowed addresses only.
+        L{HostnameEndpoint<twisted.internet.endpoints.HostnameEndpoint>} for
+        names, through the allowed addresses only.
     @param listenFor: Makes the endpoint a BIND listener listens on, given
         the interface; by default TCP on an ephemeral port.
     @param listenUDP: Opens the UDP port of an association on an interface;

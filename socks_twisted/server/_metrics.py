@@ -317,7 +317,7 @@ class ServerMetrics:
             C{"protocol_error"}, C{"client_left"}, C{"limit"} or
             C{"error"}.
         @param user: The authenticated user, if any; only used with
-            C{userLabel}, as C{"-"} when L{None}.  (Pass only a name that
+            C{userLabel}, as C{"-"} when C{None}.  (Pass only a name that
             has authenticated: a name a client merely offered is the
             client's choice, and unbounded.)
         @param started: Whether L{sessionStarted} was called for this
