@@ -24,8 +24,9 @@ import signal
 import sys
 from collections.abc import Mapping
 from types import FrameType
-from typing import IO, Any
+from typing import IO, Any, cast
 
+from twisted.internet.interfaces import IReactorFromThreads
 from twisted.logger import (
     FileLogObserver,
     ILogObserver,
@@ -188,17 +189,18 @@ def twistdLogFile(twistdOptions: Mapping[str, Any]) -> IO[Any] | None:
         return sys.stdout if nodaemon else None
     if nodaemon and not filename:
         return sys.stdout
-    logFile = LogFile.fromFullPath(filename or "twistd.log")
+    logFile: LogFile = LogFile.fromFullPath(filename or "twistd.log")
     # As twistd does: SIGUSR1 rotates the file, unless it is handled already.
     if not signal.getsignal(signal.SIGUSR1):
 
         def rotateLog(signum: int, frame: FrameType | None) -> None:
             from twisted.internet import reactor
 
-            reactor.callFromThread(logFile.rotate)  # type: ignore[attr-defined]
+            IReactorFromThreads(reactor).callFromThread(logFile.rotate)
 
         signal.signal(signal.SIGUSR1, rotateLog)
-    return logFile  # type: ignore[no-any-return]
+    # LogFile writes and flushes like a file, though it is no IO subclass.
+    return cast(IO[Any], logFile)
 
 
 def installJSONLogging(
