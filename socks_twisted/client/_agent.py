@@ -30,7 +30,9 @@ class SOCKSAgentEndpointFactory:
     Build, for each request URI, an endpoint that reaches its host through a
     SOCKS proxy; with TLS (checked by C{contextFactory}) for C{https}.
 
-    Use with L{Agent.usingEndpointFactory}, or use L{socksAgent}.
+    Use with
+    L{Agent.usingEndpointFactory<twisted.web.client.Agent.usingEndpointFactory>},
+    or use L{socksAgent}.
     """
 
     def __init__(
@@ -56,8 +58,8 @@ class SOCKSAgentEndpointFactory:
         @param resolveLocally: See the endpoints.
         @param handshakeTimeout: See the endpoints.
         @param contextFactory: Makes the TLS settings for C{https}; the
-            default, like L{Agent}'s, verifies the server against the
-            system's trust roots.
+            default, like L{Agent<twisted.web.client.Agent>}'s, verifies the
+            server against the system's trust roots.
 
         @raise ValueError: C{version} is neither 4 nor 5, or an option does
             not belong to that version.
@@ -137,16 +139,17 @@ def socksAgent(
     contextFactory: IPolicyForHTTPS | None = None,
 ) -> Agent:
     """
-    An L{Agent} that makes every request through the SOCKS proxy that
-    C{proxyEndpoint} connects to.  The other parameters are those of
-    L{SOCKSAgentEndpointFactory}.
+    An L{Agent<twisted.web.client.Agent>} that makes every request through
+    the SOCKS proxy that C{proxyEndpoint} connects to.  The other parameters
+    are those of L{SOCKSAgentEndpointFactory}.
 
     @param pool: The connection pool.  By default a new persistent
-        L{HTTPConnectionPool} that belongs to this agent alone: the pool keys
-        its connections by scheme, host and port only, so a pool shared with
-        a direct agent (or one using another proxy) could hand this agent a
-        connection that does not go through this proxy.  Pass your own to
-        close its idle connections (C{pool.closeCachedConnections()}).
+        L{HTTPConnectionPool<twisted.web.client.HTTPConnectionPool>} that
+        belongs to this agent alone: the pool keys its connections by scheme,
+        host and port only, so a pool shared with a direct agent (or one using
+        another proxy) could hand this agent a connection that does not go
+        through this proxy.  Pass your own to close its idle connections
+        (C{pool.closeCachedConnections()}).
     """
     endpointFactory = SOCKSAgentEndpointFactory(
         reactor,

@@ -63,8 +63,11 @@ class PendingBind:
 
     @ivar address: Where the peer must connect to: the proxy's BND.ADDR and
         BND.PORT, or, when BND.ADDR is C{0.0.0.0} or C{::}, the proxy's own
-        address with BND.PORT.  An L{IPv4Address} or L{IPv6Address} (type
-        C{"TCP"}), or a L{HostnameAddress} if the proxy answered with a name.
+        address with BND.PORT.  An
+        L{IPv4Address<twisted.internet.address.IPv4Address>} or
+        L{IPv6Address<twisted.internet.address.IPv6Address>} (type C{"TCP"}),
+        or a L{HostnameAddress<twisted.internet.address.HostnameAddress>} if
+        the proxy answered with a name.
     @ivar proxyBoundAddress: BND.ADDR and BND.PORT as the proxy sent them.
     @ivar proxyAddress: The address of the proxy, as the connection to it
         reports it.
@@ -89,9 +92,10 @@ class PendingBind:
         """
         The peer's connection.
 
-        @return: The same L{Deferred} on every call.  It fires, after the
-            proxy's second reply, with the protocol the factory given to
-            C{bind} built for the peer; that protocol's transport is a
+        @return: The same L{Deferred<twisted.internet.defer.Deferred>} on
+            every call.  It fires, after the proxy's second reply, with the
+            protocol the factory given to C{bind} built for the peer; that
+            protocol's transport is a
             L{socks_twisted.client.SOCKSTunnelTransport} whose C{getPeer()} is
             the peer's address from the second reply.  It fails with a
             L{socks_twisted.errors.SOCKSError} (the proxy refused the peer,
@@ -172,8 +176,8 @@ class BindAttempt(ConnectAttempt):
 
     def report(self, reason: Failure) -> None:
         """
-        Fail L{ready} until it fired, then the L{Deferred} of
-        L{PendingBind.accepted}.
+        Fail L{ready} until it fired, then the
+        L{Deferred<twisted.internet.defer.Deferred>} of L{PendingBind.accepted}.
         """
         if not self.ready.called:
             self.ready.errback(reason)
@@ -250,13 +254,14 @@ class _BindClient(_SOCKSRequester):
 
         @param protocolFactory: Builds the protocol for the peer's
             connection, given the peer's address.
-        @return: A L{Deferred} that fires, after the proxy's first reply,
-            with a L{PendingBind}: tell the peer its C{address}, then wait for
-            its C{accepted()}.  It fails as the CONNECT endpoints' C{connect}
-            does (a L{socks_twisted.errors.SOCKSError}, the error of the
-            connection to the proxy, L{twisted.internet.error.TimeoutError}
-            for the handshake timeout,
-            L{twisted.internet.error.DNSLookupError} with C{resolveLocally}).
+        @return: A L{Deferred<twisted.internet.defer.Deferred>} that fires,
+            after the proxy's first reply, with a L{PendingBind}: tell the
+            peer its C{address}, then wait for its C{accepted()}.  It fails as
+            the CONNECT endpoints' C{connect} does (a
+            L{socks_twisted.errors.SOCKSError}, the error of the connection to
+            the proxy, L{twisted.internet.error.TimeoutError} for the
+            handshake timeout, L{twisted.internet.error.DNSLookupError} with
+            C{resolveLocally}).
             Cancelling it before it fires fails it with
             L{twisted.internet.error.ConnectingCancelledError} and stops
             whatever is in progress (the connection to the proxy is

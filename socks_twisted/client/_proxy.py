@@ -113,7 +113,8 @@ class SOCKSProxy:
         noProxy: str | None = None,
     ) -> SOCKSProxy:
         """
-        The proxy a URL names, reached over TCP (L{HostnameEndpoint}).
+        The proxy a URL names, reached over TCP
+        (L{HostnameEndpoint<twisted.internet.endpoints.HostnameEndpoint>}).
 
         C{socks5://} resolves names here and sends addresses, as curl does;
         C{socks5h://} sends names for the proxy to resolve; C{socks4://} and
@@ -185,7 +186,7 @@ class SOCKSProxy:
         does on POSIX); an empty value counts as unset.  A scheme variable
         that names an HTTP proxy is passed over: this is a SOCKS client.
 
-        @param environ: Any mapping; L{os.environ} when C{None}.
+        @param environ: Any mapping; C{os.environ} when C{None}.
         @param scheme: The scheme of what you will fetch (C{"https"},
             C{"http"}, ...), choosing the scheme variable; C{None} reads
             only C{ALL_PROXY}.
@@ -258,8 +259,9 @@ class SOCKSProxy:
         contextFactory: IPolicyForHTTPS | None = None,
     ) -> Agent:
         """
-        An L{Agent} whose requests all go through the proxy (see
-        L{socksAgent}); by default with a new persistent pool of its own.
+        An L{Agent<twisted.web.client.Agent>} whose requests all go through
+        the proxy (see L{socksAgent}); by default with a new persistent pool
+        of its own.
         """
         return socksAgent(
             self._reactor,

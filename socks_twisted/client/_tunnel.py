@@ -27,10 +27,12 @@ class SOCKSTunnelTransport:
     proxy.
 
     Every call goes to the transport of the connection to the proxy, except
-    L{getPeer}, which reports the target.  L{ITCPTransport} is provided only
-    when the connection to the proxy provides it.  Nothing about TLS is passed
-    on: when the link to the proxy is TLS, that is the proxy's certificate, not
-    the target's, so this transport does not claim L{ISSLTransport}.
+    L{getPeer}, which reports the target.
+    L{ITCPTransport<twisted.internet.interfaces.ITCPTransport>} is provided
+    only when the connection to the proxy provides it.  Nothing about TLS is
+    passed on: when the link to the proxy is TLS, that is the proxy's
+    certificate, not the target's, so this transport does not claim
+    L{ISSLTransport<twisted.internet.interfaces.ISSLTransport>}.
 
     @ivar proxyBoundAddress: The BND.ADDR and BND.PORT of the proxy's reply:
         the address the proxy connects to the target from (often
@@ -135,25 +137,29 @@ class SOCKSTunnelTransport:
 
     def getTcpNoDelay(self) -> bool:
         """
-        See L{ITCPTransport.getTcpNoDelay}.
+        See
+        L{ITCPTransport.getTcpNoDelay<twisted.internet.interfaces.ITCPTransport.getTcpNoDelay>}.
         """
         return bool(self._proxy.getTcpNoDelay())
 
     def setTcpNoDelay(self, enabled: bool) -> None:
         """
-        See L{ITCPTransport.setTcpNoDelay}.
+        See
+        L{ITCPTransport.setTcpNoDelay<twisted.internet.interfaces.ITCPTransport.setTcpNoDelay>}.
         """
         self._proxy.setTcpNoDelay(enabled)
 
     def getTcpKeepAlive(self) -> bool:
         """
-        See L{ITCPTransport.getTcpKeepAlive}.
+        See
+        L{ITCPTransport.getTcpKeepAlive<twisted.internet.interfaces.ITCPTransport.getTcpKeepAlive>}.
         """
         return bool(self._proxy.getTcpKeepAlive())
 
     def setTcpKeepAlive(self, enabled: bool) -> None:
         """
-        See L{ITCPTransport.setTcpKeepAlive}.
+        See
+        L{ITCPTransport.setTcpKeepAlive<twisted.internet.interfaces.ITCPTransport.setTcpKeepAlive>}.
         """
         self._proxy.setTcpKeepAlive(enabled)
 
@@ -161,13 +167,15 @@ class SOCKSTunnelTransport:
 
     def registerProducer(self, producer: IProducer, streaming: bool) -> None:
         """
-        See L{IConsumer.registerProducer}.
+        See
+        L{IConsumer.registerProducer<twisted.internet.interfaces.IConsumer.registerProducer>}.
         """
         self._proxy.registerProducer(producer, streaming)
 
     def unregisterProducer(self) -> None:
         """
-        See L{IConsumer.unregisterProducer}.
+        See
+        L{IConsumer.unregisterProducer<twisted.internet.interfaces.IConsumer.unregisterProducer>}.
         """
         self._proxy.unregisterProducer()
 
@@ -191,6 +199,7 @@ class SOCKSTunnelTransport:
 
     def stopProducing(self) -> None:
         """
-        See L{IPushProducer.stopProducing}.
+        See
+        L{IPushProducer.stopProducing<twisted.internet.interfaces.IProducer.stopProducing>}.
         """
         self._proxy.stopProducing()

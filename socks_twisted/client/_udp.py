@@ -1,8 +1,9 @@
 """
 UDP through a SOCKS5 proxy (RFC 1928 section 7): a UDP ASSOCIATE on a TCP
 control connection, a local UDP socket that talks to the proxy's relay, and
-a transport for a L{DatagramProtocol} that adds and removes the SOCKS5 UDP
-request header.
+a transport for a
+L{DatagramProtocol<twisted.internet.protocol.DatagramProtocol>} that adds and
+removes the SOCKS5 UDP request header.
 
 The control connection is made by the CONNECT machinery of
 L{socks_twisted.client._handshake} (negotiation, authentication,
@@ -117,7 +118,7 @@ class _RelayReceiver(DatagramProtocol):
 class SOCKS5UDPAssociation:
     """
     A UDP association through a SOCKS5 proxy, as the transport of a
-    L{DatagramProtocol}.
+    L{DatagramProtocol<twisted.internet.protocol.DatagramProtocol>}.
 
     L{write} adds the SOCKS5 UDP header naming the destination (an IP
     address or a name, which the proxy resolves) and sends the datagram to
@@ -133,8 +134,9 @@ class SOCKS5UDPAssociation:
     the UDP socket is closed, the protocol is stopped (C{stopProtocol}) and
     L{whenEnded} reports the reason.
 
-    @ivar relayAddress: Where datagrams go: an L{IPv4Address} or
-        L{IPv6Address} of type C{"UDP"}.
+    @ivar relayAddress: Where datagrams go: an
+        L{IPv4Address<twisted.internet.address.IPv4Address>} or
+        L{IPv6Address<twisted.internet.address.IPv6Address>} of type C{"UDP"}.
     @ivar proxyBoundAddress: BND.ADDR and BND.PORT of the proxy's reply, as
         sent (see L{SOCKSTunnelTransport.proxyBoundAddress}).
     @ivar proxyAddress: The proxy's address, as the control connection
@@ -317,7 +319,8 @@ class SOCKS5UDPAssociation:
         End the association: close the control connection (which tells the
         proxy to end it) and the UDP socket, and stop the protocol.
 
-        @return: A L{Deferred} that fires once both are closed.
+        @return: A L{Deferred<twisted.internet.defer.Deferred>} that fires
+            once both are closed.
         """
         if not self._ended:
             self._end(None)
@@ -346,9 +349,10 @@ class SOCKS5UDPAssociation:
         """
         Learn when the association ends, and why.
 
-        @return: A new L{Deferred} that fires with C{None} once the
-            association ended by L{stopListening}, or fails with the reason
-            the control connection was lost when the proxy closed it first
+        @return: A new L{Deferred<twisted.internet.defer.Deferred>} that
+            fires with C{None} once the association ended by
+            L{stopListening}, or fails with the reason the control connection
+            was lost when the proxy closed it first
             (L{twisted.internet.error.ConnectionDone} for a clean close) or
             it broke.  Either way it fires after the UDP socket is closed.
         """
@@ -557,9 +561,10 @@ class SOCKS5UDPClient(_SOCKS5Requester):
             of the relay's family (so that datagrams leave from the IP address
             the proxy expects), else every interface of that family.
         @param reactor: Provides C{listenUDP} and the clock; the global reactor
-            if C{None}.  Typed as L{IReactorTime}, which the global reactor's
-            declared type provides; C{IReactorUDP} is checked when the client
-            is made.
+            if C{None}.  Typed as
+            L{IReactorTime<twisted.internet.interfaces.IReactorTime>}, which
+            the global reactor's declared type provides; C{IReactorUDP} is
+            checked when the client is made.
         @param answersFromNames: Give the protocol the C{(name, port)} it
             wrote to, instead of the address the relay reports, for answers
             to datagrams sent to a name, so that protocols that check where
@@ -595,13 +600,15 @@ class SOCKS5UDPClient(_SOCKS5Requester):
         Open an association and connect C{protocol} to it.
 
         @param protocol: A protocol not connected to any transport.  Its
-            C{startProtocol} runs before the returned L{Deferred} fires, its
+            C{startProtocol} runs before the returned
+            L{Deferred<twisted.internet.defer.Deferred>} fires, its
             C{stopProtocol} when the association ends.
-        @return: A L{Deferred} that fires with the L{SOCKS5UDPAssociation}
-            (also C{protocol.transport}), or fails as the CONNECT endpoints'
-            C{connect} does, or with the L{twisted.internet.error.CannotListenError}
-            of the local socket, or with what C{startProtocol} raised.
-            Cancelling it before it fires fails it with
+        @return: A L{Deferred<twisted.internet.defer.Deferred>} that fires
+            with the L{SOCKS5UDPAssociation} (also C{protocol.transport}), or
+            fails as the CONNECT endpoints' C{connect} does, or with the
+            L{twisted.internet.error.CannotListenError} of the local socket,
+            or with what C{startProtocol} raised.  Cancelling it before it
+            fires fails it with
             L{twisted.internet.error.ConnectingCancelledError} and aborts the
             connection to the proxy.
         """
