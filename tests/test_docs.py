@@ -15,7 +15,13 @@ to run:
     awaited against an echo server on loopback through our own server;
   - a server example, building a C{SOCKSServerFactory} and calling
     C{reactor.run()}: the block is run unchanged in a child Python process,
-    and a SOCKS5 CONNECT through it must reach an echo server.
+    and a SOCKS5 CONNECT through it must reach an echo server;
+  - a programmer's example, defining C{async def main(reactor, proxyURL,
+    ...)} (C{docs/programmers.rst}): it is executed in a child Python
+    process, and its C{main} awaited with the URL of our own server and, for
+    each further parameter it names, the address of a loopback server this
+    module starts (L{PROGRAMMER_ARGUMENTS}); what it prints must match what
+    that server answers.
 
 A block of any other kind fails L{DocsTests.test_everyBlockIsTested}: mark it
 as a fragment or teach this module to run it.
@@ -24,6 +30,7 @@ as a fragment or teach this module to run it.
 from __future__ import annotations
 
 import ast
+import json
 import os
 import re
 import signal
@@ -35,15 +42,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from twisted.internet import ssl
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.endpoints import (
+    TCP4ClientEndpoint,
+    TCP4ServerEndpoint,
+    connectProtocol,
+    wrapServerTLS,
+)
 from twisted.internet.protocol import Protocol
 from twisted.internet.utils import getProcessOutputAndValue
+from twisted.names import dns, hosts
+from twisted.names.server import DNSServerFactory
 from twisted.trial.unittest import SkipTest
+from twisted.web.resource import Resource
+from twisted.web.server import Request, Site
 
 from .client._loopback import (
     LOOPBACK,
+    CertificateAuthority,
     asyncTest,
+    listen,
     listenEcho,
     reactor,
     waitUntil,
@@ -99,7 +118,19 @@ class Block:
             return "client"
         if "SOCKSServerFactory(" in self.code and "reactor.run()" in self.code:
             return "server"
+        if re.search(r"^async def main\(reactor, proxyURL\b", self.code, re.M):
+            return "programmer"
         return None
+
+    @property
+    def parameters(self) -> tuple[str, ...]:
+        """
+        The names of the parameters of its C{async def main}, if any.
+        """
+        for node in ast.parse(self.code).body:
+            if isinstance(node, ast.AsyncFunctionDef) and node.name == "main":
+                return tuple(argument.arg for argument in node.args.args)
+        return ()
 
 
 def blocksOf(path: Path) -> list[Block]:
@@ -170,6 +201,66 @@ task.react(lambda reactor: defer.ensureDeferred(
 """
 
 
+#: Runs a programmer's example in a child: executes the block (not as
+#: C{__main__}), then awaits C{main(reactor, **arguments)}, the arguments
+#: given as a JSON object.
+PROGRAMMER_RUNNER = """\
+import json, sys
+from twisted.internet import defer, task
+code, where, arguments = sys.argv[1:]
+namespace = {"__name__": "socks_twisted_docs_example"}
+exec(compile(code, where, "exec"), namespace)
+task.react(lambda reactor: defer.ensureDeferred(
+    namespace["main"](reactor, **json.loads(arguments))))
+"""
+
+#: The programmers' examples this module knows, by the parameters of their
+#: C{main}, and what each must print given L{PROGRAMMER_ARGUMENTS}.
+PROGRAMMER_EXAMPLES = {
+    ("reactor", "proxyURL", "httpURL"): "200 hello over http\n",
+    ("reactor", "proxyURL", "httpsURL", "caFile"): "200 hello over https\n",
+    ("reactor", "proxyURL"): "b'ping' b'pong'\n",
+    (
+        "reactor",
+        "proxyURL",
+        "dnsServer",
+        "dnsPort",
+        "name",
+    ): "www.example.test 192.0.2.7\n",
+}
+
+#: The parameters of those examples, and what the test gives each: the
+#: addresses are filled in once the loopback servers listen.
+PROGRAMMER_ARGUMENTS = {
+    "proxyURL": "socks5h://127.0.0.1:{proxyPort}",
+    "httpURL": "http://localhost:{httpPort}/",
+    "httpsURL": "https://localhost:{httpsPort}/",
+    "caFile": "{caFile}",
+    "dnsServer": "localhost",
+    "dnsPort": "{dnsPort}",
+    "name": "www.example.test",
+}
+
+
+class _Greeting(Resource):
+    """
+    Answers every C{GET} with one text.
+    """
+
+    isLeaf = True
+
+    def __init__(self, text: bytes) -> None:
+        super().__init__()
+        self._text = text
+
+    def render_GET(self, request: Request) -> bytes:
+        """
+        The text.
+        """
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        return self._text
+
+
 class DocsTests(OurServerTestCase):
     """
     The documentation's Python blocks are all accounted for, and run.
@@ -178,13 +269,23 @@ class DocsTests(OurServerTestCase):
     def test_found(self) -> None:
         """
         The collector finds the blocks: the client example in README.rst and
-        in docs/client.rst, and the server example in docs/server.rst.
+        in docs/client.rst, the server example in docs/server.rst, and the
+        four programmers' examples in docs/programmers.rst.
         """
         blocks = allBlocks()
         kinds = {(block.path, block.kind) for block in blocks}
         self.assertIn(("README.rst", "client"), kinds)
         self.assertIn((os.path.join("docs", "client.rst"), "client"), kinds)
         self.assertIn((os.path.join("docs", "server.rst"), "server"), kinds)
+        programmers = os.path.join("docs", "programmers.rst")
+        self.assertEqual(
+            {
+                block.parameters
+                for block in blocks
+                if block.path == programmers and block.kind == "programmer"
+            },
+            set(PROGRAMMER_EXAMPLES),
+        )
 
     def test_everyBlockIsTested(self) -> None:
         """
@@ -284,6 +385,75 @@ class DocsTests(OurServerTestCase):
                 rf"port={echoPort}\) b'HEAD / HTTP/1\.0'\n$",
                 block.where,
             )
+
+    @asyncTest
+    async def test_programmerExamples(self) -> None:
+        """
+        Each programmer's example, run in a child process against our server
+        and loopback HTTP, HTTPS (a certificate authority made here, a
+        certificate for C{localhost}) and DNS servers, prints what those
+        servers answer: HTTP through the proxy, HTTPS trusting the
+        authority, a BIND exchange and a DNS query over UDP.  Each connects
+        to our server.
+        """
+        examples = [block for block in allBlocks() if block.kind == "programmer"]
+        self.assertNotEqual(examples, [])
+        proxyPort, factory = await self.startServer()
+        proxied: list[object] = []
+        buildProtocol = factory.buildProtocol
+
+        def counting(address: object) -> Any:
+            proxied.append(address)
+            return buildProtocol(address)
+
+        self.patch(factory, "buildProtocol", counting)
+        http = await listen(self, Site(_Greeting(b"hello over http")))
+        authority = CertificateAuthority(("localhost",))
+        tls = ssl.PrivateCertificate.loadPEM(authority.serverPEM).options()
+        https = await wrapServerTLS(
+            tls, TCP4ServerEndpoint(reactor, 0, interface=LOOPBACK)
+        ).listen(Site(_Greeting(b"hello over https")))
+        self.addCleanup(https.stopListening)
+        caFile = Path(self.mktemp()).resolve()
+        caFile.write_bytes(authority.caPEM)
+        hostsFile = Path(self.mktemp())
+        hostsFile.write_text("192.0.2.7 www.example.test\n")
+        zone = DNSServerFactory(authorities=[hosts.Resolver(file=bytes(hostsFile))])
+        dnsServer = reactor.listenUDP(
+            0, dns.DNSDatagramProtocol(controller=zone), interface=LOOPBACK
+        )
+        self.addCleanup(dnsServer.stopListening)
+        addresses = {
+            "proxyPort": proxyPort,
+            "httpPort": http.getHost().port,  # type: ignore[attr-defined]
+            "httpsPort": https.getHost().port,  # type: ignore[attr-defined]
+            "caFile": str(caFile),
+            "dnsPort": dnsServer.getHost().port,
+        }
+        for block in examples:
+            expected = PROGRAMMER_EXAMPLES.get(block.parameters)
+            self.assertIsNotNone(
+                expected,
+                f"{block.where}: main{block.parameters} is not in "
+                "PROGRAMMER_EXAMPLES of tests/test_docs.py",
+            )
+            arguments: dict[str, Any] = {}
+            for name in block.parameters[1:]:
+                value = PROGRAMMER_ARGUMENTS[name].format(**addresses)
+                arguments[name] = int(value) if value.isdigit() else value
+            del proxied[:]
+            out, err, status = await self.runChild(
+                [
+                    "-c",
+                    PROGRAMMER_RUNNER,
+                    block.code,
+                    block.where,
+                    json.dumps(arguments),
+                ]
+            )
+            self.assertEqual(status, 0, (block.where, err.decode("utf-8", "replace")))
+            self.assertEqual(out.decode("utf-8"), expected, block.where)
+            self.assertNotEqual(proxied, [], f"{block.where} bypassed the proxy")
 
     @asyncTest
     async def test_serverExamples(self) -> None:
