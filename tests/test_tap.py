@@ -8,9 +8,11 @@ from __future__ import annotations
 import errno
 import os
 import resource
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, cast
@@ -531,7 +533,12 @@ class SystemdListenerTests(SynchronousTestCase):
         """
         A UNIX socket is loopback only.
         """
-        path = os.path.abspath(self.mktemp())
+        # A short directory of its own: a socket path is limited to 107
+        # bytes, and the test's own directory can be deeper than that (as
+        # in an unpacked sdist).
+        directory = tempfile.mkdtemp(prefix="socks-")
+        self.addCleanup(shutil.rmtree, directory, True)
+        path = os.path.join(directory, "s")
         sock = self.listeningSocket(socket.AF_UNIX, path)
         self.assertTrue(self.systemd("systemd:domain=UNIX:index=0", sock)[1])
 
