@@ -17,7 +17,6 @@ from twisted.cred.credentials import IUsernamePassword
 from twisted.cred.strcred import AuthOptionMixin
 from twisted.internet.interfaces import (
     IListeningPort,
-    IProtocolFactory,
     IReactorCore,
     IReactorFromThreads,
     IReactorSocket,
@@ -37,13 +36,13 @@ from ._listen import (
     listenBacklog,
     listenerFor,
 )
+from ._metricsservice import metricsService
 from ._reload import Reloader, withConfig
 from ._sighup import SIGHUPService, logIgnored
 from ._startup import ListeningService, StartupError
 from .auth import portalFor
 from .config import Config, ConfigError, loadConfig
 from .server import ServerSettings, SOCKSServerFactory
-from .server._metrics import ServerMetrics, metricsSite
 from .users import HashedPasswordChecker, UsersFile, UsersFileError, startThreadPool
 
 _log = Logger()
@@ -455,74 +454,6 @@ def sessionCap(requested: int) -> int:
             requested=requested,
         )
     return budget.sessions
-
-
-class MetricsService(ListeningService):
-    """
-    Serve the metrics on the C{--metrics} endpoint.  A drain leaves it
-    running: it answers until the process exits.
-    """
-
-    def privilegedStartService(self) -> None:
-        """
-        Listen, naming C{--metrics} if that fails.
-
-        @raise StartupError: If the endpoint fails at once.
-        """
-        try:
-            ListeningService.privilegedStartService(self)
-        except StartupError as e:
-            raise StartupError(_metricsMessage(str(e))) from None
-
-    def startService(self) -> None:
-        """
-        Listen, unless L{privilegedStartService} already did.
-
-        @raise StartupError: If the endpoint fails at once.
-        """
-        try:
-            ListeningService.startService(self)
-        except StartupError as e:
-            raise StartupError(_metricsMessage(str(e))) from None
-
-
-def _metricsMessage(message: str) -> str:
-    """
-    @param message: A start-up failure message naming C{--port}.
-
-    @return: The same, naming C{--metrics}.
-    """
-    prefix = "--port "
-    return (
-        "--metrics " + message[len(prefix) :] if message.startswith(prefix) else message
-    )
-
-
-def metricsService(
-    listener: Listener,
-    metrics: ServerMetrics,
-    listening: Callable[[IListeningPort], None] = lambda port: None,
-) -> MetricsService:
-    """
-    @param listener: The C{--metrics} endpoint.
-    @param metrics: The server's metrics.
-    @param listening: Told the port once it listens.
-
-    @return: The service that serves them at C{GET /metrics}.
-    """
-    if not listener.loopbackOnly:
-        _log.warn(
-            "--metrics {description}: not (certainly) a loopback address, and "
-            "the metrics endpoint has no authentication: anyone who can reach "
-            "it can read the server's metrics",
-            description=listener.description,
-        )
-    return MetricsService(
-        listener.description,
-        listener.endpoint,
-        cast(IProtocolFactory, metricsSite(metrics)),
-        listening,
-    )
 
 
 def makeService(options: dict[str, Any]) -> IService:

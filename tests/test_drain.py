@@ -30,6 +30,7 @@ from socks_twisted._drain import (
     DrainResult,
     ServerService,
 )
+from socks_twisted._metricsservice import MetricsService
 from socks_twisted._sighup import SIGHUPService
 from socks_twisted._startup import ListeningService, StartupError
 from tests.test_jsonlog import (
@@ -502,7 +503,7 @@ class MakeServiceTests(TestCase):
             )
         service = self.service("--config", path)
         self.assertEqual(service.drainTimeout, 3.0)
-        self.assertIsInstance(list(service)[-1], tap.MetricsService)
+        self.assertIsInstance(list(service)[-1], MetricsService)
 
     async def test_metrics(self) -> None:
         """
@@ -512,11 +513,11 @@ class MakeServiceTests(TestCase):
         service = self.service("--metrics", "tcp:0:interface=127.0.0.1")
         children = list(service)
         metrics = children[-1]
-        self.assertIsInstance(metrics, tap.MetricsService)
+        self.assertIsInstance(metrics, MetricsService)
         self.assertNotIn(metrics, service.listeners)
         self.assertEqual(len(service.listeners), 1)
         ports: list[Any] = []
-        metricsService = cast(tap.MetricsService, metrics)
+        metricsService = cast(MetricsService, metrics)
         metricsService.listening = ports.append
         metricsService.privilegedStartService()
         try:
