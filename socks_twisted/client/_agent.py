@@ -21,6 +21,7 @@ from ._endpoints import (
     Methods,
     SOCKS4ClientEndpoint,
     SOCKS5ClientEndpoint,
+    checkVersionOptions,
 )
 
 
@@ -64,12 +65,7 @@ class SOCKSAgentEndpointFactory:
         @raise ValueError: C{version} is neither 4 nor 5, or an option does
             not belong to that version.
         """
-        if version not in (4, 5):
-            raise ValueError(f"SOCKS version {version!r} is neither 4 nor 5")
-        if version == 4 and (methods is not None or credentials is not None):
-            raise ValueError("SOCKS4 has no methods or credentials; use userID")
-        if version == 5 and userID:
-            raise ValueError("userID is for SOCKS4; SOCKS5 takes credentials")
+        checkVersionOptions(version, methods, credentials, userID)
         self._reactor = reactor
         self._proxyEndpoint = proxyEndpoint
         self._version = version

@@ -123,11 +123,31 @@ def _defaultReactor() -> IReactorTime:
     return cast(IReactorTime, reactor)
 
 
-
 def _toBytes(value: str | bytes) -> bytes:
     if isinstance(value, str):
         return value.encode("utf-8")
     return value
+
+
+def checkVersionOptions(
+    version: int,
+    methods: object,
+    credentials: object,
+    userID: str | bytes,
+) -> None:
+    """
+    Check that the options given for a proxy belong to its SOCKS version:
+    methods and credentials to SOCKS5, a user ID to SOCKS4.
+
+    @raise ValueError: C{version} is neither 4 nor 5, or an option does not
+        belong to it.
+    """
+    if version not in (4, 5):
+        raise ValueError(f"SOCKS version {version!r} is neither 4 nor 5")
+    if version == 4 and (methods is not None or credentials is not None):
+        raise ValueError("SOCKS4 has no methods or credentials; use userID")
+    if version == 5 and userID:
+        raise ValueError("userID is for SOCKS4; SOCKS5 takes credentials")
 
 
 def socks5Authentication(

@@ -24,6 +24,7 @@ from ._endpoints import (
     SOCKS4ClientEndpoint,
     SOCKS5ClientEndpoint,
     SOCKSReactor,
+    checkVersionOptions,
 )
 from ._environment import (
     NoProxy,
@@ -83,12 +84,7 @@ class SOCKSProxy:
         @raise ValueError: The version is neither 4 nor 5, an option does not
             belong to it, or the options cannot be sent.
         """
-        if version not in (4, 5):
-            raise ValueError(f"SOCKS version {version!r} is neither 4 nor 5")
-        if version == 4 and (methods is not None or credentials is not None):
-            raise ValueError("SOCKS4 has no methods or credentials; use userID")
-        if version == 5 and userID:
-            raise ValueError("userID is for SOCKS4; SOCKS5 takes credentials")
+        checkVersionOptions(version, methods, credentials, userID)
         self._reactor = reactor
         self.proxyEndpoint = proxyEndpoint
         self.version = version

@@ -39,6 +39,8 @@ The histograms' buckets, in seconds:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -501,3 +503,43 @@ def metricsSite(metrics: ServerMetrics) -> Site:
     root.putChild(b"metrics", metrics.resource())
     metrics.exported = True
     return _QuietSite(root)
+
+
+class SessionCounts:
+    """
+    What one session has already counted in the metrics, so that its running
+    totals can be added as they grow (every second while the metrics are
+    served, and at its end) and never twice.
+    """
+
+    def __init__(self, metrics: ServerMetrics) -> None:
+        self._metrics = metrics
+        self._bytes = (0, 0)
+        self._datagrams = (0, 0)
+        self._drops: dict[str, int] = {}
+
+    def bytes(self, up: int, down: int, user: str | None) -> None:
+        """
+        The session has relayed C{up} and C{down} bytes in all.
+        """
+        countedUp, countedDown = self._bytes
+        if up != countedUp or down != countedDown:
+            self._metrics.transferred(up - countedUp, down - countedDown, user)
+            self._bytes = (up, down)
+
+    def datagrams(self, up: int, down: int, drops: Mapping[str, int]) -> None:
+        """
+        The session's UDP association has relayed C{up} and C{down}
+        datagrams and dropped C{drops}, by reason, in all.
+        """
+        countedUp, countedDown = self._datagrams
+        if up != countedUp:
+            self._metrics.udpDatagrams("up", up - countedUp)
+        if down != countedDown:
+            self._metrics.udpDatagrams("down", down - countedDown)
+        self._datagrams = (up, down)
+        for why, count in drops.items():
+            counted = self._drops.get(why, 0)
+            if count != counted:
+                self._metrics.udpDropped(why, count - counted)
+                self._drops[why] = count

@@ -66,7 +66,7 @@ from ._connect import connect
 from ._foreign import HTTP_ANSWER, LONGEST_PREFIX, Foreign, identify
 from ._idle import IdleWatch
 from ._limits import PER_USER, RATE, Limiter
-from ._metrics import ServerMetrics
+from ._metrics import ServerMetrics, SessionCounts
 from ._own import OwnAddresses
 from ._sessionlog import clientName, logSession, logSessionStart
 from ._settings import Network, ServerSettings
@@ -230,9 +230,7 @@ class SOCKSServerProtocol(_Protocol):
         #: Short, unique in this process: in every log line of the session.
         self.sessionID = format(next(_SESSION_IDS), "x")
         self._requestRead: float | None = None
-        self._flushedUp = self._flushedDown = 0
-        self._flushedDatagrams = (0, 0)
-        self._flushedDrops: dict[str, int] = {}
+        self._counted = SessionCounts(factory.metrics)
 
     # What a command handler sees (CommandContext)
 
@@ -823,36 +821,20 @@ class SOCKSServerProtocol(_Protocol):
 
     def flushTransferred(self) -> None:
         """
-        Count the bytes relayed since the last call in the metrics: called
-        every second for every session, and at its end.
+        Count the bytes (and datagrams) relayed since the last call in the
+        metrics: called every second for every session, and at its end.
         """
         if self._association is not None:
             self._flushDatagrams(self._association)
-        up = self.bytesFromClient
         down = self._target.bytesReceived if self._target is not None else 0
-        if up != self._flushedUp or down != self._flushedDown:
-            self.factory.metrics.transferred(
-                up - self._flushedUp, down - self._flushedDown, self._userText()
-            )
-            self._flushedUp, self._flushedDown = up, down
+        self._counted.bytes(self.bytesFromClient, down, self._userText())
 
     def _flushDatagrams(self, association: UDPAssociation) -> None:
-        """
-        Count an association's datagrams and drops since the last call.
-        """
-        metrics = self.factory.metrics
-        up, down = association.datagramsFromClient, association.datagramsToClient
-        flushedUp, flushedDown = self._flushedDatagrams
-        if up != flushedUp:
-            metrics.udpDatagrams("up", up - flushedUp)
-        if down != flushedDown:
-            metrics.udpDatagrams("down", down - flushedDown)
-        self._flushedDatagrams = (up, down)
-        for why, count in association.drops.items():
-            flushed = self._flushedDrops.get(why, 0)
-            if count != flushed:
-                metrics.udpDropped(why, count - flushed)
-                self._flushedDrops[why] = count
+        self._counted.datagrams(
+            association.datagramsFromClient,
+            association.datagramsToClient,
+            association.drops,
+        )
 
     def _clientName(self) -> str:
         return clientName(self._client.getPeer(), self._host)
