@@ -82,6 +82,29 @@ def socketOf(transport: StreamTransport) -> Any:
     return getHandle() if getHandle is not None else None
 
 
+def idleSocket(transport: StreamTransport) -> Any:
+    """
+    The socket under C{transport} if it is one of Twisted's plain TCP
+    connections, still open, with nothing waiting in its write buffer;
+    otherwise C{None}.
+
+    Only then may bytes go to the socket directly without overtaking bytes
+    Twisted still holds: a TLS or PROXY-protocol wrapper, a test double or
+    a busy buffer is left to Twisted.
+    """
+    plain: Any = transport
+    if (
+        type(plain) in _PLAIN_TCP
+        and plain.connected
+        and not plain.disconnecting
+        and not plain._writeDisconnecting
+        and not plain._tempDataLen
+        and len(plain.dataBuffer) == plain.offset
+    ):
+        return plain.socket
+    return None
+
+
 def writeNow(transport: StreamTransport, data: bytes) -> None:
     """
     Write C{data} to C{transport}, sending it at once when the transport is
@@ -94,10 +117,10 @@ def writeNow(transport: StreamTransport, data: bytes) -> None:
     wrapper, a test double), goes through C{write} as before, so the order
     of bytes is kept either way.
     """
-    plain: Any = transport
-    if type(plain) in _PLAIN_TCP and _idle(plain):
+    sock = idleSocket(transport)
+    if sock is not None:
         try:
-            sent = plain.socket.send(data)
+            sent = sock.send(data)
         except OSError:
             # Would block, or broken: Twisted's own write finds out and
             # reports it the usual way.
@@ -106,13 +129,3 @@ def writeNow(transport: StreamTransport, data: bytes) -> None:
             return
         data = data[sent:]
     transport.write(data)
-
-
-def _idle(transport: Any) -> bool:
-    return bool(
-        transport.connected
-        and not transport.disconnecting
-        and not transport._writeDisconnecting
-        and not transport._tempDataLen
-        and len(transport.dataBuffer) == transport.offset
-    )

@@ -155,6 +155,15 @@ class Options(usage.Options, AuthOptionMixin):
             float,
         ],
         [
+            "relay",
+            None,
+            "auto",
+            "How relayed bytes move: 'auto' (splice(2) between plain TCP "
+            "connections on Linux, copying otherwise) or 'copy' (always "
+            "through Python).",
+            str,
+        ],
+        [
             "idle-timeout",
             None,
             0.0,
@@ -383,6 +392,8 @@ class Options(usage.Options, AuthOptionMixin):
         ):
             if not self[name] > 0:
                 raise usage.UsageError(f"--{name} must be positive")
+        if self["relay"] not in ("auto", "copy"):
+            raise usage.UsageError("--relay must be 'auto' or 'copy'")
         if self["idle-timeout"] < 0:
             raise usage.UsageError("--idle-timeout must be 0 (off) or positive")
         if self["external-address"] is not None:
@@ -490,6 +501,7 @@ def makeService(options: dict[str, Any]) -> IService:
         bindTimeout=options["bind-timeout"],
         udpTimeout=options["udp-timeout"],
         externalAddress=options["external-address"],
+        splice=options["relay"] == "auto",
     )
     config: Config | None = options.get("config")
     if config is not None:

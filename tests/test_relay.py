@@ -15,10 +15,13 @@ reactor is clean afterwards.
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
 import random
 import socket
 import struct
+import sys
 from collections.abc import Callable
 from typing import Generic, TypeVar, cast
 
@@ -41,9 +44,11 @@ from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.internet.task import deferLater
 from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
 from twisted.python.failure import Failure
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SkipTest, TestCase
 from zope.interface import implementer
 
+from socks_twisted import _splice
+from socks_twisted.relay import COPY, SPLICE
 from socks_twisted.server import SOCKSServerFactory, SOCKSServerProtocol
 from socks_twisted.server._outbound import ConnectReactor
 
@@ -449,11 +454,33 @@ class RelayTestCase(TestCase):
     """
     Starts servers, targets and clients on loopback, and makes sure each
     test ends with all of them closed.
+
+    Every test runs on both of the relay's paths: these classes splice
+    (where the platform can; under C{CI=true} on Linux it must), and a
+    C{...CopyingTests} subclass of each copies.  Every relayed session's
+    log event must name the path the class asked for.
+
+    @ivar splice: Whether the server may splice.
+    @ivar fallsBack: Whether the test makes splicing fail, so that the
+        sessions copy even though the server may splice.
     """
 
     timeout = 120
+    splice = True
+    fallsBack = False
+
+    @property
+    def expectedPath(self) -> str:
+        """
+        The path every relayed session of this test must take.
+        """
+        return SPLICE if self.splice and not self.fallsBack else COPY
 
     def setUp(self) -> None:
+        if self.splice and not _splice.AVAILABLE:
+            if os.environ.get("CI") == "true" and sys.platform == "linux":
+                self.fail("splice(2) is missing on Linux under CI")
+            raise SkipTest("this platform has no splice(2)")
         self.sessionEvents: list[LogEvent] = []
         observer = cast(ILogObserver, self._observe)
         globalLogPublisher.addObserver(observer)
@@ -471,7 +498,7 @@ class RelayTestCase(TestCase):
         Our SOCKS server listening on an ephemeral loopback port; at the end
         of the test, wait for every session it accepted to end.
         """
-        factory = CountingServerFactory(reactor, connectTimeout=10)
+        factory = CountingServerFactory(reactor, connectTimeout=10, splice=self.splice)
         port = await self.listen(factory)
         self.addCleanup(self._sessionsEnded, factory)
         return factory, port
@@ -479,6 +506,9 @@ class RelayTestCase(TestCase):
     async def _sessionsEnded(self, factory: CountingServerFactory) -> None:
         for _ in range(1000):
             if len(self.sessionEvents) >= factory.accepted and not factory.sessions:
+                paths = {e["relay"] for e in self.sessionEvents if e["relay"]}
+                self.assertLessEqual(paths, {self.expectedPath})
+                self.assertEqual(_splice.pipes.inUse, 0, "a pipe outlived its session")
                 return
             await sleep(0.01)
         self.fail(
@@ -1055,3 +1085,166 @@ class SessionLogTests(RelayTestCase):
             await sleep(0.01)
         await sleep(0.1)
         return [e for e in self.sessionEvents if e["client"] == name]
+
+
+class SplicePipeTests(RelayTestCase):
+    """
+    The splicing path holds a pipe only while bytes are in flight, and
+    hands a session back to copying when the kernel will not splice.
+    """
+
+    async def test_idleSessionHoldsNoPipe(self) -> None:
+        """
+        An established session that has relayed some bytes each way and is
+        now idle holds no pipe; neither does anything else, once every
+        session has ended (checked by every test's cleanup).
+        """
+        factory, client, target, _ = await self.establish()
+        client.send(300 * KiB, seed=20)
+        target.send(300 * KiB, seed=21)
+        await within(
+            gatherResults([client.received(300 * KiB), target.received(300 * KiB)]),
+            "both ends to receive 300 KiB",
+        )
+        [session] = factory.sessions
+        relay = session._relay
+        assert relay is not None
+        self.assertEqual(relay.path, self.expectedPath)
+        self.assertEqual(relay.holdsPipes, 0)
+        self.assertEqual(_splice.pipes.inUse, 0)
+
+    async def _refusedThenCopied(self) -> None:
+        """
+        Splicing is refused at the first attempt: the session is copied
+        instead, every byte arrives intact, and its log event says so.
+        """
+        factory, client, target, _ = await self.establish()
+        up = client.send(4 * MiB, seed=22)
+        down = target.send(4 * MiB, seed=23)
+        await within(
+            gatherResults([client.lost.wait(), target.lost.wait()]),
+            "both connections to end after 4 MiB each way",
+        )
+        self.assertEqual(target.digest.hexdigest(), up.digest.hexdigest())
+        self.assertEqual(client.digest.hexdigest(), down.digest.hexdigest())
+        self.assertClean(client, "the client")
+        self.assertClean(target, "the target")
+        await self._sessionsEnded(factory)
+        [event] = self.sessionEvents
+        self.assertEqual(event["relay"], COPY)
+
+    async def test_kernelRefusesSplice(self) -> None:
+        """
+        splice(2) answering EINVAL (a socket it does not support) makes the
+        session fall back to copying, with nothing lost.
+        """
+        if not _splice.AVAILABLE:
+            raise SkipTest("this platform has no splice(2)")
+
+        def refuse(*args: object, **kwargs: object) -> int:
+            raise OSError(errno.EINVAL, "refused for the test")
+
+        self.patch(os, "splice", refuse)
+        self.fallsBack = True
+        await self._refusedThenCopied()
+
+    async def test_noPipeLeft(self) -> None:
+        """
+        No pipe can be made (the process is out of descriptors): the
+        session falls back to copying, with nothing lost.
+        """
+        if not _splice.AVAILABLE:
+            raise SkipTest("this platform has no splice(2)")
+
+        def exhausted(flags: int) -> tuple[int, int]:
+            raise OSError(errno.EMFILE, "too many open files")
+
+        self.patch(_splice.pipes, "_idle", [])
+        self.patch(os, "pipe2", exhausted)
+        self.fallsBack = True
+        await self._refusedThenCopied()
+
+
+class BandwidthCapTests(RelayTestCase):
+    """
+    A bandwidth cap holds on the relay's path: the relay reads no faster
+    than the cap allows (it pauses and resumes the reading side).
+    """
+
+    RATE = 256 * KiB
+
+    async def test_capHoldsEachWay(self) -> None:
+        """
+        With a cap of 256 KiB/s a session, 1 MiB each way takes at least
+        2 s: the bucket starts with one second's worth, a direction may run
+        ahead by one read (64 KiB), and the rest waits for the rate.  Every
+        byte arrives intact.
+        """
+        factory = CountingServerFactory(
+            reactor,
+            connectTimeout=10,
+            splice=self.splice,
+            bandwidthPerSession=self.RATE,
+        )
+        proxyPort = await self.listen(factory)
+        self.addCleanup(self._sessionsEnded, factory)
+        listener, targetPort = await self.startTarget()
+        client = await self.connectClient(
+            proxyPort,
+            SOCKSClient(
+                SOCKS5_GREETING + socks5ConnectIPv4(targetPort),
+                SOCKS5_HANDSHAKE_REPLY_LENGTH,
+            ),
+        )
+        await within(client.replies.wait(), "the SOCKS5 replies")
+        target = await listener.firstConnection()
+        started = reactor.seconds()
+        up = client.send(MiB, seed=24)
+        down = target.send(MiB, seed=25)
+        await within(
+            gatherResults([client.lost.wait(), target.lost.wait()]),
+            "both connections to end after 1 MiB each way",
+        )
+        self.assertGreaterEqual(reactor.seconds() - started, 2.0)
+        self.assertEqual(target.digest.hexdigest(), up.digest.hexdigest())
+        self.assertEqual(client.digest.hexdigest(), down.digest.hexdigest())
+        self.assertClean(client, "the client")
+        self.assertClean(target, "the target")
+
+
+# The same tests on the copying path.
+
+
+class FullDuplexCopyingTests(FullDuplexTests):
+    __doc__ = FullDuplexTests.__doc__
+    splice = False
+
+
+class HalfCloseCopyingTests(HalfCloseTests):
+    __doc__ = HalfCloseTests.__doc__
+    splice = False
+
+
+class ResetCopyingTests(ResetTests):
+    __doc__ = ResetTests.__doc__
+    splice = False
+
+
+class PipelinedCopyingTests(PipelinedTests):
+    __doc__ = PipelinedTests.__doc__
+    splice = False
+
+
+class StoppedReaderCopyingTests(StoppedReaderTests):
+    __doc__ = StoppedReaderTests.__doc__
+    splice = False
+
+
+class SessionLogCopyingTests(SessionLogTests):
+    __doc__ = SessionLogTests.__doc__
+    splice = False
+
+
+class BandwidthCapCopyingTests(BandwidthCapTests):
+    __doc__ = BandwidthCapTests.__doc__
+    splice = False

@@ -26,7 +26,7 @@ from zope.interface import implementer
 
 from .._addresses import formatAddress, formatHostPort, isUnspecified
 from .._bandwidth import BucketRegistry, Throttle
-from .._transport import StreamTransport, streamTransport
+from .._transport import StreamTransport, streamTransport, writeNow
 from .._wire import (
     NEED_DATA,
     AuthMethod,
@@ -50,7 +50,7 @@ from .._wire import addressTypeOf as _addressTypeOf
 from ..auth import ISOCKSUser
 from ..policy import Decision, Policy
 from ..policy import Request as PolicyRequest
-from ..relay import Relay
+from ..relay import CAPPED_READ_SIZE, Relay
 from ._associate import associate
 from ._bind import bind
 from ._command import (
@@ -297,10 +297,8 @@ class SOCKSServerProtocol(_Protocol):
 
     def dataReceived(self, data: bytes) -> None:
         if self._phase is _Phase.RELAYING:
-            self.bytesFromClient += len(data)
             self._targetTransport.write(data)
-            if self._upThrottle is not None:
-                self._upThrottle.transferred(len(data))
+            self._sentUp(len(data))
         elif self._phase is _Phase.HANDSHAKE:
             if not self._isSOCKS:
                 if self._prefix or data[:1] not in (b"\x04", b"\x05"):
@@ -597,28 +595,41 @@ class SOCKSServerProtocol(_Protocol):
         self.outcome = "success"
         if self._requestRead is not None:
             self.factory.metrics.connectTook(self.reactor.seconds() - self._requestRead)
-        self._client.write(self._wire.send(self._success(*replyAddress)))
+        writeNow(self._client, self._wire.send(self._success(*replyAddress)))
+        # Data the client sent ahead goes first, before the relay starts:
+        # the splicing path writes to the socket directly.
+        early = b"".join(self._earlyData)
+        self._earlyData.clear()
+        if early:
+            writeNow(self._targetTransport, early)
         self._relay = target.relay = Relay(
-            self._client, self._targetTransport, self._endSession
+            self._client,
+            self._targetTransport,
+            self._endSession,
+            splice=self.settings.splice,
+            counted=(self._sentUp, target.sent),
         )
         self._phase = _Phase.RELAYING
         if self._paused:
             self._relay.gate(self._client).pause(_HOLD)
         self._relay.start()
         self._throttle(self.settings)
-        early = b"".join(self._earlyData)
-        self._earlyData.clear()
         if early:
-            self.bytesFromClient += len(early)
-            self._targetTransport.write(early)
-            if self._upThrottle is not None:
-                self._upThrottle.transferred(len(early))
+            self._sentUp(len(early))
         if self._clientEOF:
             self._relay.readClosed(self._client)
         else:
             self._release()
         if self.settings.idleTimeout:
             self._watchIdle(self.settings.idleTimeout, self._relayActivity)
+
+    def _sentUp(self, count: int) -> None:
+        """
+        C{count} bytes from the client went to the target.
+        """
+        self.bytesFromClient += count
+        if self._upThrottle is not None:
+            self._upThrottle.transferred(count)
 
     def _throttle(self, settings: ServerSettings) -> None:
         """
@@ -643,6 +654,7 @@ class SOCKSServerProtocol(_Protocol):
         )
         self._upThrottle = self._bandwidth.up
         target.throttle = self._bandwidth.down
+        relay.limitReads(CAPPED_READ_SIZE)
 
     def reconfigure(self, settings: ServerSettings) -> None:
         """
@@ -882,4 +894,5 @@ class SOCKSServerProtocol(_Protocol):
             bytesToClient=self._target.bytesReceived if self._target else 0,
             duration=self.reactor.seconds() - self._started,
             reason=self.reason,
+            relay=self._relay.path if self._relay is not None else None,
         )

@@ -90,6 +90,7 @@ def logSession(
     bytesToClient: int,
     duration: float,
     reason: str,
+    relay: str | None = None,
 ) -> None:
     """
     Log the session's summary to C{log} as it ends; C{user}, the target's
@@ -99,13 +100,15 @@ def logSession(
     @param outbound: The local address of that connection.
     @param outcome: How it ended (the metrics' C{outcome} label).
     @param rule: The access rule that decided the request, described.
+    @param relay: How the relayed bytes moved (C{splice} or C{copy}); C{None}
+        when nothing was relayed.
     """
     reason = escape(reason, spaces=True)
     log.info(
         "SOCKS session {session} {client} user={user} version={version} "
         "command={command} target={target} reply={replyText} outcome={outcome} "
         "bytes_up={bytesFromClient} bytes_down={bytesToClient} "
-        "duration={duration:.3f}s{reasonSuffix}",
+        "relay={relayText} duration={duration:.3f}s{reasonSuffix}",
         session=session,
         client=client,
         user=escape(user) if user else "-",
@@ -121,6 +124,8 @@ def logSession(
         bytesFromClient=bytesFromClient,
         bytesToClient=bytesToClient,
         duration=duration,
+        relay=relay,
+        relayText=relay or "-",
         reason=reason,
         reasonSuffix=f" reason={reason}" if reason else "",
     )

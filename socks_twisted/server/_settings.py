@@ -81,6 +81,9 @@ class ServerSettings:
         session; C{None} for no cap.
     @ivar bandwidthPerUser: Bytes per second each way shared by all of one
         user's relayed sessions; C{None} for no cap.
+    @ivar splice: Relay with splice(2) where the platform and both
+        connections allow it (see L{socks_twisted.relay}); C{False} copies
+        every byte through Python.
     """
 
     portal: Portal | None = None
@@ -95,6 +98,7 @@ class ServerSettings:
     limits: LimitSettings = field(default_factory=LimitSettings)
     bandwidthPerSession: int | None = None
     bandwidthPerUser: int | None = None
+    splice: bool = True
 
 
 @dataclass(frozen=True)

@@ -38,10 +38,16 @@ class TargetProtocol(Protocol):
         return streamTransport(self.transport)
 
     def dataReceived(self, data: bytes) -> None:
-        self.bytesReceived += len(data)
         self.client.write(data)
+        self.sent(len(data))
+
+    def sent(self, count: int) -> None:
+        """
+        C{count} bytes from this side went to the client.
+        """
+        self.bytesReceived += count
         if self.throttle is not None:
-            self.throttle.transferred(len(data))
+            self.throttle.transferred(count)
 
     def readConnectionLost(self) -> None:
         if self.relay is not None:
