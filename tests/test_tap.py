@@ -649,6 +649,17 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(parse("--idle-timeout", "0")["idle-timeout"], 0.0)
         self.assertEqual(parse("--idle-timeout", "2.5")["idle-timeout"], 2.5)
 
+    def test_relay(self) -> None:
+        """
+        C{--relay} is C{auto} (splice where possible) by default, or
+        C{copy}; nothing else.
+        """
+        self.assertEqual(parse()["relay"], "auto")
+        self.assertEqual(parse("--relay", "copy")["relay"], "copy")
+        self.assertEqual(
+            usageError("--relay", "zerocopy"), "--relay must be 'auto' or 'copy'"
+        )
+
     def test_externalAddress(self) -> None:
         """
         C{--external-address} must be an IP address.
@@ -1388,6 +1399,17 @@ class MakeServiceTests(TestCase):
         assert isinstance(factory, RecordingFactory)
         self.assertIsNone(factory.settings.idleTimeout)
         self.assertIsNone(factory.settings.portal)
+        self.assertTrue(factory.settings.splice)
+
+    def test_relayCopy(self) -> None:
+        """
+        C{--relay copy} makes the server copy instead of splicing.
+        """
+        child = children(tap.makeService(self.options("--relay", "copy")))[1]
+        assert isinstance(child, ListeningService)
+        factory = child.factory
+        assert isinstance(factory, RecordingFactory)
+        self.assertFalse(factory.settings.splice)
 
     def test_noRoom(self) -> None:
         """

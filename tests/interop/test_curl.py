@@ -85,11 +85,14 @@ class CurlTests(_CurlTestCase):
     curl through a server that requires no authentication.
     """
 
+    #: Extra options for C{twistd socks}.
+    serverOptions: tuple[str, ...] = ()
+
     def setUp(self) -> None:
         self.curl = requirePeer("curl", "curl")
         # The SOCKS server starts first so that it stops last: the HTTP
         # server's cleanup checks that the proxy closed its connections.
-        self.socks = startSOCKSServer(self)
+        self.socks = startSOCKSServer(self, *self.serverOptions)
         self.http = startHTTPServer(self)
 
     async def assertFetches(self, *curlArgs: str) -> None:
@@ -160,6 +163,15 @@ class CurlTests(_CurlTestCase):
             self.assertEqual(result.exitCode, 0, result.describe())
             self.assertEqual(body, self.http.body)
         self.assertEqual(self.http.connectionCount, 3)
+
+
+class CurlCopyingTests(CurlTests):
+    """
+    curl through a server that copies relayed bytes through Python instead
+    of splicing them (C{--relay copy}).
+    """
+
+    serverOptions = ("--relay", "copy")
 
 
 class CurlAuthenticationTests(_CurlTestCase):

@@ -162,6 +162,15 @@ class PythonSOCKSTests(_PythonSOCKSTestCase):
         await self.assertFetches("socks5://127.0.0.1:PORT", "::1", rdns=False)
 
 
+class PythonSOCKSCopyingTests(PythonSOCKSTests):
+    """
+    python-socks through a server that copies relayed bytes through Python
+    instead of splicing them (C{--relay copy}).
+    """
+
+    serverOptions = ("--relay", "copy")
+
+
 class PythonSOCKSAuthenticationTests(_PythonSOCKSTestCase):
     """
     python-socks through a server started with C{--auth memory:USER:PASSWORD}.
