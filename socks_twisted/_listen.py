@@ -69,11 +69,14 @@ class Listener:
         TCP on a loopback address, a UNIX socket, or a socket from systemd
         bound to one of those.  (Behind C{haproxy:}, the wrapped
         description decides.)
+    @ivar behindProxy: Whether connections come from a load balancer that
+        names the real client in a PROXY protocol header (C{haproxy:}).
     """
 
     description: str
     endpoint: IStreamServerEndpoint
     loopbackOnly: bool
+    behindProxy: bool = False
 
 
 def parseDescription(description: str) -> tuple[list[str], dict[str, str]]:
@@ -453,7 +456,10 @@ def listenerFor(
             raise DescriptionError("haproxy: needs the description it wraps")
         wrapped = listenerFor(reactor, inner, backlog, inherited)
         return Listener(
-            description, proxyEndpoint(wrapped.endpoint), wrapped.loopbackOnly
+            description,
+            proxyEndpoint(wrapped.endpoint),
+            wrapped.loopbackOnly,
+            behindProxy=True,
         )
     if kind == "systemd":
         # Twisted's own systemd: parser finds nothing when systemd named no

@@ -532,7 +532,10 @@ def makeService(options: dict[str, Any]) -> IService:
     for listener in options["listeners"]:
         children.append(
             ListeningService(
-                listener.description, listener.endpoint, factory, listening
+                listener.description,
+                listener.endpoint,
+                factory.behindProxy() if listener.behindProxy else factory,
+                listening,
             )
         )
     service.listeners.extend(children[1:])

@@ -182,25 +182,73 @@ class SOCKSServerFactory(Factory):
         self.ownAddresses.add(address)
 
     def buildProtocol(self, addr: IAddress | None) -> SOCKSServerProtocol | None:
-        if len(self.sessions) >= self.settings.maxSessions:
-            self.metrics.refused("max_sessions")
-            self._refusals.refused(
-                formatAddress(addr),
-                f"{len(self.sessions)} sessions open, the limit (--max-sessions)",
-            )
+        if not self._roomFor(addr):
             return None
         client = clientKey(addr)
+        if not self._admit(client, addr):
+            return None
+        return self._opened(SOCKSServerProtocol(self, client))
+
+    def behindProxy(self) -> Factory:
+        """
+        This factory as a listener behind a load balancer that speaks the
+        PROXY protocol (a C{haproxy:} description) must see it: the address
+        a connection comes from is the balancer's, so the client's rules
+        and limits wait for the real client in the header (see
+        L{admitBehindProxy}).
+        """
+        return _BehindProxy(self)
+
+    def buildProtocolBehindProxy(
+        self, addr: IAddress | None
+    ) -> SOCKSServerProtocol | None:
+        """
+        L{buildProtocol} for a connection from a load balancer: only the
+        session cap applies yet.
+        """
+        if not self._roomFor(addr):
+            return None
+        return self._opened(SOCKSServerProtocol(self, behindProxy=True))
+
+    def admitBehindProxy(self, protocol: SOCKSServerProtocol, peer: IAddress) -> bool:
+        """
+        The PROXY header named the real client C{peer}: may it start a
+        session?  If so, it is counted, and C{protocol.clientKey} set.
+        """
+        client = clientKey(peer)
+        if not self._admit(client, peer):
+            return False
+        protocol.clientKey = client
+        return True
+
+    def _roomFor(self, addr: IAddress | None) -> bool:
+        if len(self.sessions) < self.settings.maxSessions:
+            return True
+        self.metrics.refused("max_sessions")
+        self._refusals.refused(
+            formatAddress(addr),
+            f"{len(self.sessions)} sessions open, the limit (--max-sessions)",
+        )
+        return False
+
+    def _admit(self, client: str | None, addr: IAddress | None) -> bool:
+        """
+        The client rules and limits: may C{client} (the key of C{addr})
+        start a session?  If so, it is counted.
+        """
         if not self.policy.mayEverAllow(client):
             self.metrics.refused("no_rule")
             self._refusals.refused(formatAddress(addr), "no rule allows this client")
-            return None
+            return False
         refusal = self.limiter.admitClient(client)
         if refusal is not None:
             self.metrics.refused(refusal)
             if refusal != BACK_OFF:  # the limiter logs those once a period
                 self._refusals.refused(formatAddress(addr), _LIMIT_NAMES[refusal])
-            return None
-        protocol = SOCKSServerProtocol(self, client)
+            return False
+        return True
+
+    def _opened(self, protocol: SOCKSServerProtocol) -> SOCKSServerProtocol:
         self.sessions.add(protocol)
         if self._flushing is None and self.metrics.exported:
             self._flushing = self.reactor.callLater(FLUSH_INTERVAL, self._flush)
@@ -228,6 +276,21 @@ class SOCKSServerFactory(Factory):
             # Each session counts its own last bytes as it ends.
             self._flushing.cancel()
             self._flushing = None
+
+
+class _BehindProxy(Factory):
+    """
+    Builds a L{SOCKSServerFactory}'s sessions for a listener behind a load
+    balancer (see L{SOCKSServerFactory.behindProxy}).
+    """
+
+    noisy = False
+
+    def __init__(self, factory: SOCKSServerFactory) -> None:
+        self._factory = factory
+
+    def buildProtocol(self, addr: IAddress | None) -> SOCKSServerProtocol | None:
+        return self._factory.buildProtocolBehindProxy(addr)
 
 
 #: How a refusal by the limiter is logged.

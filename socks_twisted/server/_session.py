@@ -168,6 +168,12 @@ class SessionFactory(Protocol):
         Forget a session whose client connection ended.
         """
 
+    def admitBehindProxy(self, protocol: "SOCKSServerProtocol", peer: IAddress) -> bool:
+        """
+        Whether the real client C{peer} (from a PROXY protocol header) may
+        start a session; if so, C{protocol.clientKey} is set.
+        """
+
 
 @implementer(IHalfCloseableProtocol)
 class SOCKSServerProtocol(_Protocol):
@@ -180,13 +186,23 @@ class SOCKSServerProtocol(_Protocol):
     C{dataReceived} is one write to the target's transport.
     """
 
-    def __init__(self, factory: SessionFactory, clientKey: str | None = None) -> None:
+    def __init__(
+        self,
+        factory: SessionFactory,
+        clientKey: str | None = None,
+        behindProxy: bool = False,
+    ) -> None:
         """
         @param clientKey: The client's IP as the limits count it (see
             L{clientKey}); C{None} for none.
+        @param behindProxy: Whether the connection comes through a load
+            balancer speaking the PROXY protocol: the real client is known,
+            and admitted or refused, only once the header has been read (see
+            L{SessionFactory.admitBehindProxy}).
         """
         self.factory = factory
         self.clientKey = clientKey
+        self._awaitingAdmission = behindProxy
         self.settings: ServerSettings = factory.settings
         self.network: Network = factory.network
         self.ownAddresses: OwnAddresses = factory.ownAddresses
@@ -288,6 +304,9 @@ class SOCKSServerProtocol(_Protocol):
     def connectionMade(self) -> None:
         self._client = streamTransport(self.transport)
         # Kept: a TCP transport cannot tell its own address once closed.
+        # Behind a PROXY-protocol wrapper this is still the socket's own
+        # address (the header is read after connectionMade), which is what
+        # BIND and UDP must listen on: this node's, not the balancer's.
         self._host = self._client.getHost()
         self.ownAddresses.add(self._host)
         self._started = self.reactor.seconds()
@@ -300,6 +319,8 @@ class SOCKSServerProtocol(_Protocol):
             self._targetTransport.write(data)
             self._sentUp(len(data))
         elif self._phase is _Phase.HANDSHAKE:
+            if self._awaitingAdmission and not self._admitted():
+                return
             if not self._isSOCKS:
                 if self._prefix or data[:1] not in (b"\x04", b"\x05"):
                     self._notSOCKS(data)
@@ -314,6 +335,22 @@ class SOCKSServerProtocol(_Protocol):
             self._earlyData.append(data)
             self._hold(len(data))
         # ASSOCIATED: the control connection carries nothing; CLOSED: too late.
+
+    def _admitted(self) -> bool:
+        """
+        The PROXY header has been read (the wrapper passes on nothing
+        before it): admit or refuse the real client now.  A refused one is
+        closed without a session of its own in the log; the factory logged
+        the refusal.
+        """
+        self._awaitingAdmission = False
+        if self.factory.admitBehindProxy(self, self._client.getPeer()):
+            return True
+        self._ended = True
+        self._phase = _Phase.CLOSED
+        self._cancelTimers()
+        self._client.abortConnection()
+        return False
 
     def readConnectionLost(self) -> None:
         if self._relay is not None:

@@ -17,6 +17,9 @@ The peers and the Debian packages they come from:
     - OpenSSH dynamic forwarding (C{ssh -D}, packages C{openssh-server} and
       C{openssh-client}): SOCKS4, SOCKS4a and SOCKS5 CONNECT only, no
       authentication.
+    - HAProxy (package C{haproxy}): not a SOCKS server but the TCP load
+      balancer in front of several of ours, speaking the PROXY protocol
+      (version 2) to them.
 
 Every child writes its output to a log file inside C{testCase.mktemp()};
 when a server does not become ready in time the test fails with that log.
@@ -621,4 +624,60 @@ def startSSHDynamic(testCase: TestCase) -> ThirdPartyServer:
         host=LOOPBACK,
         port=socksPort,
         logPath=sshLog,
+    )
+
+
+def startHAProxy(
+    testCase: TestCase,
+    backends: Sequence[tuple[str, int]],
+    *,
+    source: str,
+) -> ThirdPartyServer:
+    """
+    Start HAProxy on a free port of 127.0.0.1, balancing TCP connections
+    round-robin over C{backends}, each told the real client by a PROXY
+    protocol version 2 header (C{send-proxy-v2}), with a TCP health check
+    every second.
+
+    @param backends: The nodes, as (address, port).
+    @param source: The address HAProxy connects to the nodes from, so that
+        a node that mistook HAProxy for the client would show it.
+    """
+    haproxy = requirePeer("haproxy", "haproxy")
+    directory = _tempDir(testCase)
+    port = freePort()
+    logPath = os.path.join(directory, "haproxy.log")
+    servers = "\n".join(
+        f"    server node{index} {host}:{nodePort} send-proxy-v2 check inter 1s"
+        for index, (host, nodePort) in enumerate(backends, 1)
+    )
+    configPath = os.path.join(directory, "haproxy.cfg")
+    with open(configPath, "w") as config:
+        config.write(
+            "global\n"
+            "    log stderr format short local0 info\n"
+            "defaults\n"
+            "    mode tcp\n"
+            "    log global\n"
+            "    option tcplog\n"
+            "    timeout connect 5s\n"
+            "    timeout client 60s\n"
+            "    timeout server 60s\n"
+            "frontend socks\n"
+            f"    bind {LOOPBACK}:{port}\n"
+            "    default_backend nodes\n"
+            "backend nodes\n"
+            "    balance roundrobin\n"
+            f"    source {source}\n"
+            f"{servers}\n"
+        )
+    process = _spawn(testCase, [haproxy, "-db", "-f", configPath], logPath)
+    _waitForPort(process, port, [logPath, configPath])
+    return ThirdPartyServer(
+        name="haproxy",
+        host=LOOPBACK,
+        port=port,
+        username=None,
+        password=None,
+        logPath=logPath,
     )

@@ -1,0 +1,280 @@
+"""
+A fleet of our servers behind a real HAProxy that speaks the PROXY protocol
+(version 2) to them.
+
+Two C{twistd socks} nodes listen on 127.0.0.2 and 127.0.0.3 with
+C{haproxy:} descriptions; HAProxy listens on 127.0.0.1 and connects to them
+round-robin from 127.0.0.4, so that a node mistaking HAProxy for the client
+(or HAProxy's frontend for itself) shows it.  The client is on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import time
+
+from twisted.trial.unittest import TestCase
+
+from ._support import SOCKSServerProcess, startSOCKSServer
+from ._thirdparty import startHAProxy
+
+NODES = ("127.0.0.2", "127.0.0.3")
+HAPROXY_SOURCE = "127.0.0.4"
+CLIENT = "127.0.0.1"
+
+#: How long one step may take.
+STEP = 10.0
+
+
+def _recvExactly(sock: socket.socket, count: int) -> bytes:
+    data = b""
+    while len(data) < count:
+        chunk = sock.recv(count - len(data))
+        if not chunk:
+            raise AssertionError(f"connection closed after {data!r}")
+        data += chunk
+    return data
+
+
+def _request(
+    sock: socket.socket, command: int, host: str, port: int
+) -> tuple[str, int]:
+    """
+    SOCKS5 without authentication: send C{command} for an IPv4 C{host} and
+    C{port}, and return the success reply's BND.ADDR and BND.PORT.
+    """
+    sock.sendall(b"\x05\x01\x00")
+    if _recvExactly(sock, 2) != b"\x05\x00":
+        raise AssertionError("no-authentication method not chosen")
+    sock.sendall(
+        bytes([5, command, 0, 1]) + socket.inet_aton(host) + struct.pack("!H", port)
+    )
+    return _reply(sock)
+
+
+def _reply(sock: socket.socket) -> tuple[str, int]:
+    head = _recvExactly(sock, 4)
+    if head[:2] != b"\x05\x00" or head[3] != 1:
+        raise AssertionError(f"not an IPv4 success reply: {head!r}")
+    address = _recvExactly(sock, 6)
+    return socket.inet_ntoa(address[:4]), struct.unpack("!H", address[4:])[0]
+
+
+def _connected(port: int, source: str = CLIENT) -> socket.socket:
+    return socket.create_connection(
+        (CLIENT, port), timeout=STEP, source_address=(source, 0)
+    )
+
+
+def _closedWithoutReply(sock: socket.socket) -> bool:
+    """
+    Whether the server closes C{sock} after the greeting without answering.
+    """
+    sock.sendall(b"\x05\x01\x00")
+    try:
+        return sock.recv(2) == b""
+    except ConnectionResetError:
+        return True
+
+
+class FleetTests(TestCase):
+    """
+    Two nodes behind HAProxy: each serves CONNECT, UDP ASSOCIATE and BIND on
+    its own address, and knows the real client.
+    """
+
+    def setUp(self) -> None:
+        self.nodes: list[SOCKSServerProcess] = [
+            startSOCKSServer(self, listen=f"haproxy:tcp:0:interface={node}")
+            for node in NODES
+        ]
+        self.haproxy = startHAProxy(
+            self,
+            [
+                (node, server.port)
+                for node, server in zip(NODES, self.nodes, strict=True)
+            ],
+            source=HAPROXY_SOURCE,
+        )
+
+    def _nodeFor(self, address: str) -> SOCKSServerProcess:
+        self.assertIn(address, NODES)
+        return self.nodes[NODES.index(address)]
+
+    def _sessionLines(self, node: SOCKSServerProcess, command: str) -> list[str]:
+        return [
+            line
+            for line in node.output().splitlines()
+            if "SOCKS session" in line and f"command={command}" in line
+        ]
+
+    def _waitForLine(
+        self, node: SOCKSServerProcess, command: str, count: int
+    ) -> list[str]:
+        deadline = time.monotonic() + STEP
+        while time.monotonic() < deadline:
+            lines = self._sessionLines(node, command)
+            if len(lines) >= count:
+                return lines
+            time.sleep(0.05)
+        self.fail(f"no {command} session logged:\n{node.output()}")
+
+    def test_connectReachesBothNodes(self) -> None:
+        """
+        Two CONNECTs in a row (round-robin) reach both nodes, each relays
+        to the target, and each node logs the real client (the client's
+        own address and port), never HAProxy's.
+        """
+        target = socket.socket()
+        target.bind((CLIENT, 0))
+        target.listen(4)
+        target.settimeout(STEP)
+        self.addCleanup(target.close)
+        clients = []
+        for _ in NODES:
+            sock = _connected(self.haproxy.port)
+            self.addCleanup(sock.close)
+            _request(sock, 1, CLIENT, target.getsockname()[1])
+            accepted, _ = target.accept()
+            self.addCleanup(accepted.close)
+            sock.sendall(b"ping")
+            self.assertEqual(_recvExactly(accepted, 4), b"ping")
+            clients.append(sock.getsockname())
+        names = {f"{host}:{port}" for host, port in clients}
+        for node in self.nodes:
+            [line] = [
+                line
+                for line in node.output().splitlines()
+                if "SOCKS request" in line and "command=CONNECT" in line
+            ]
+            self.assertNotIn(HAPROXY_SOURCE, line)
+            self.assertTrue(any(name in line for name in names), line)
+
+    def test_udpOnEachNode(self) -> None:
+        """
+        A UDP ASSOCIATE through each node is answered with that node's own
+        address (not HAProxy's 127.0.0.1), relays a datagram to an echo
+        target and back, and ignores a datagram from an address other than
+        the real client's.
+        """
+        echo = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        echo.bind((CLIENT, 0))
+        echo.settimeout(STEP)
+        self.addCleanup(echo.close)
+        echoPort = echo.getsockname()[1]
+        seen = set()
+        for _ in NODES:
+            udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            udp.bind((CLIENT, 0))
+            udp.settimeout(STEP)
+            self.addCleanup(udp.close)
+            control = _connected(self.haproxy.port)
+            self.addCleanup(control.close)
+            relayHost, relayPort = _request(control, 3, *udp.getsockname())
+            self._nodeFor(relayHost)
+            seen.add(relayHost)
+            header = b"\x00\x00\x00\x01" + socket.inet_aton(CLIENT)
+            header += struct.pack("!H", echoPort)
+            # From a stranger's address first: the node must drop it.
+            stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            stranger.bind(("127.0.0.5", 0))
+            self.addCleanup(stranger.close)
+            stranger.sendto(header + b"stranger", (relayHost, relayPort))
+            udp.sendto(header + b"hello " + relayHost.encode(), (relayHost, relayPort))
+            data, source = echo.recvfrom(2048)
+            self.assertEqual(data, b"hello " + relayHost.encode())
+            self.assertEqual(source[0], relayHost)
+            echo.sendto(b"back", source)
+            reply, via = udp.recvfrom(2048)
+            self.assertEqual(via, (relayHost, relayPort))
+            self.assertEqual(reply, header + b"back")
+        self.assertEqual(seen, set(NODES))
+        echo.settimeout(0.5)
+        with self.assertRaises(socket.timeout):
+            echo.recvfrom(2048)
+
+    def test_bindOnEachNode(self) -> None:
+        """
+        A BIND through each node listens on that node's own address, names
+        it in the first reply, and relays once the peer (the client's own
+        host, as the request said) connects.
+        """
+        seen = set()
+        for _ in NODES:
+            control = _connected(self.haproxy.port)
+            self.addCleanup(control.close)
+            host, port = _request(control, 2, CLIENT, 0)
+            self._nodeFor(host)
+            seen.add(host)
+            peer = socket.create_connection((host, port), timeout=STEP)
+            self.addCleanup(peer.close)
+            peerHost, peerPort = _reply(control)
+            self.assertEqual((peerHost, peerPort), peer.getsockname())
+            peer.sendall(b"from the peer")
+            self.assertEqual(_recvExactly(control, 13), b"from the peer")
+            control.sendall(b"to the peer")
+            self.assertEqual(_recvExactly(peer, 11), b"to the peer")
+        self.assertEqual(seen, set(NODES))
+
+
+class FleetAdmissionTests(TestCase):
+    """
+    Behind HAProxy, a node's client rules and per-client limits apply to
+    the real client named in the PROXY header, not to HAProxy.
+    """
+
+    def setUp(self) -> None:
+        config = self.mktemp()
+        with open(config, "w") as f:
+            f.write(
+                "[limits]\n"
+                "sessions-per-client = 1\n"
+                "[[rules]]\n"
+                'action = "allow"\n'
+                'from = ["127.0.0.1/32", "127.0.0.6/32"]\n'
+                "[[rules]]\n"
+                'action = "deny"\n'
+            )
+        self.node = startSOCKSServer(
+            self,
+            "--config",
+            os.path.abspath(config),
+            listen=f"haproxy:tcp:0:interface={NODES[0]}",
+        )
+        self.haproxy = startHAProxy(
+            self, [(NODES[0], self.node.port)], source=HAPROXY_SOURCE
+        )
+
+    def test_realClientCounted(self) -> None:
+        """
+        With one session allowed per client, two real clients each hold
+        one; a second from the same client is closed unanswered, and so is
+        a client no rule allows.  The refusals name the real clients.
+        """
+        target = socket.socket()
+        target.bind((CLIENT, 0))
+        target.listen(4)
+        self.addCleanup(target.close)
+        for source in (CLIENT, "127.0.0.6"):
+            sock = _connected(self.haproxy.port, source)
+            self.addCleanup(sock.close)
+            _request(sock, 1, CLIENT, target.getsockname()[1])
+        again = _connected(self.haproxy.port, CLIENT)
+        self.addCleanup(again.close)
+        self.assertTrue(_closedWithoutReply(again))
+        stranger = _connected(self.haproxy.port, "127.0.0.7")
+        self.addCleanup(stranger.close)
+        self.assertTrue(_closedWithoutReply(stranger))
+        output = self.node.output()
+        self.assertRegex(output, r"refusing connection from 127\.0\.0\.1:\d+: ")
+        self.assertRegex(
+            output,
+            r"refusing connection from 127\.0\.0\.7:\d+: no rule allows this client",
+        )
+        # HAProxy's own health checks come from it; no request or refusal
+        # may name it.
+        for line in output.splitlines():
+            if "SOCKS request" in line or "refusing" in line:
+                self.assertNotIn(HAPROXY_SOURCE, line)
