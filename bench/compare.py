@@ -49,8 +49,9 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -119,18 +120,18 @@ class Sizes:
     @ivar settle: Seconds to wait before reading a footprint.
     """
 
-    bulkBytes: int = 512 * 1024**2
+    bulkBytes: int = 1024**3
     bufferBytes: int = 1024**2
     connections: int = 2000
     concurrency: int = 50
     warmup: int = 200
-    roundTrips: int = 2000
-    newConnections: int = 300
-    datagrams: int = 30_000
-    udpSeconds: float = 5.0
+    roundTrips: int = 10_000
+    newConnections: int = 1000
+    datagrams: int = 100_000
+    udpSeconds: float = 10.0
     udpBytes: int = 512
     udpWindow: int = 32
-    idleSessions: int = 200
+    idleSessions: int = 500
     settle: float = 0.5
 
 
@@ -207,6 +208,10 @@ class Configuration:
     """
     One thing measured: C{direct}, or a proxy.
 
+    @ivar proxy: The proxy measured, kept for the whole run (none for
+        direct).
+    @ivar fresh: Starts another instance of the proxy (in a directory of
+        its own), for the idle section.
     @ivar values: Each figure's value in each round it was measured.
     @ivar errors: Each failed section's first error; the section is not
         measured again.
@@ -215,6 +220,7 @@ class Configuration:
 
     name: str
     proxy: _servers.Proxy | None = None
+    fresh: Callable[[], AbstractContextManager[_servers.Proxy]] | None = None
     values: dict[str, list[float]] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -424,37 +430,45 @@ def measureUDP(configuration: Configuration, context: Context) -> dict[str, floa
 
 def measureIdle(configuration: Configuration, context: Context) -> dict[str, float]:
     """
-    The proxy's memory and descriptors per relayed session held open, idle:
-    its process tree's footprint before opening C{idleSessions} sessions
-    (each through the SOCKS5 handshake, CONNECT and one 64-byte echo) and
-    with them open, the difference divided by their number.
+    The proxy's memory and descriptors per relayed session held open, idle.
+
+    A fresh instance of the proxy is started, so that memory freed by the
+    other sections (which the allocators keep, and reuse) cannot hide what
+    the sessions take.  After one session opened and closed (so that
+    whatever the first session initializes is not counted), its process
+    tree's footprint is read; then C{idleSessions} sessions are opened, each
+    through the SOCKS5 handshake, CONNECT and one 64-byte echo, and the
+    footprint is read again; the difference is divided by their number.
     """
-    proxy = configuration.proxy
-    assert proxy is not None
+    assert configuration.fresh is not None
     sizes = context.sizes
-    pid = proxy.process.pid
     deadline = time.monotonic() + context.timeout
-    time.sleep(sizes.settle)
-    before = _measure.treeFootprint(pid)
     sessions: list[socket.socket] = []
-    try:
-        for _ in range(sizes.idleSessions):
-            if time.monotonic() > deadline:
-                raise MeasurementError(f"{len(sessions)} sessions opened in time")
-            sock = relay_throughput.socks5Connect(
-                proxy.port, context.tcpEchoPort, context.timeout
-            )
-            sessions.append(sock)
-            roundTrips(sock, 1, deadline)
-        time.sleep(sizes.settle)
-        after = _measure.treeFootprint(pid)
-    except (OSError, relay_throughput.TransferError) as e:
-        raise MeasurementError(f"after {len(sessions)} sessions: {e}") from e
-    finally:
-        for sock in sessions:
-            sock.close()
-    # Let the proxy see the sessions end before the next measurement.
-    time.sleep(sizes.settle)
+
+    def session(port: int) -> socket.socket:
+        sock = relay_throughput.socks5Connect(port, context.tcpEchoPort, 10)
+        sessions.append(sock)
+        roundTrips(sock, 1, deadline)
+        return sock
+
+    with configuration.fresh() as proxy:
+        pid = proxy.process.pid
+        try:
+            session(proxy.port).close()
+            sessions.clear()
+            time.sleep(sizes.settle)
+            before = _measure.treeFootprint(pid)
+            for _ in range(sizes.idleSessions):
+                if time.monotonic() > deadline:
+                    raise MeasurementError(f"{len(sessions)} sessions opened in time")
+                session(proxy.port)
+            time.sleep(sizes.settle)
+            after = _measure.treeFootprint(pid)
+        except (OSError, relay_throughput.TransferError) as e:
+            raise MeasurementError(f"after {len(sessions)} sessions: {e}") from e
+        finally:
+            for sock in sessions:
+                sock.close()
     count = len(sessions)
     return {
         "idle_rss_kib": (after.rssKiB - before.rssKiB) / count,
@@ -596,7 +610,11 @@ def _number(value: float) -> str:
 
 
 def _ratio(mine: float | None, theirs: float | None) -> str:
-    if mine is None or theirs is None or theirs == 0:
+    """
+    C{mine / theirs}, or a dash when a ratio would mean nothing: either is
+    missing, or not above zero (an added latency within noise, say).
+    """
+    if mine is None or theirs is None or mine <= 0 or theirs <= 0:
         return DASH
     return f"{mine / theirs:.2f}"
 
@@ -690,14 +708,16 @@ def _startAll(
         for name, configuration in run.configurations.items():
             if name == DIRECT:
                 continue
+            root = roots.get(name, _servers.REPOSITORY)
+            arguments = serverArguments if name in roots else ()
+            freshDirectory = directory / f"idle-{name.replace(' ', '-')}"
+            freshDirectory.mkdir()
+            configuration.fresh = partial(
+                _servers.startProxy, name, freshDirectory, root, arguments
+            )
             try:
                 configuration.proxy = stack.enter_context(
-                    _servers.startProxy(
-                        name,
-                        directory,
-                        roots.get(name, _servers.REPOSITORY),
-                        serverArguments if name in roots else (),
-                    )
+                    _servers.startProxy(name, directory, root, arguments)
                 )
             except (RuntimeError, OSError) as e:
                 for section in run.sections:
