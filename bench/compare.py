@@ -536,7 +536,8 @@ class Run:
                                 f"the proxy exited ({proxy.process.returncode})"
                             )
                         figures = MEASURE[section](configuration, context)
-                    except (MeasurementError, OSError) as e:
+                    except (MeasurementError, OSError, RuntimeError) as e:
+                        # RuntimeError: a fresh instance did not start.
                         configuration.errors[section] = f"{type(e).__name__}: {e}"
                         continue
                     if section == "latency":
