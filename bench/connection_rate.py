@@ -68,15 +68,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # mypy checks this file as the module bench.connection_rate
-    from bench import _servers, relay_throughput
+    from bench import _measure, _servers
 else:  # run as bench/connection_rate.py, with bench/ on sys.path
+    import _measure
     import _servers
-    import relay_throughput
 
 LOOPBACK = _servers.LOOPBACK
-CPUTimes = relay_throughput.CPUTimes
-treeCPU = relay_throughput.treeCPU
-findProgram = relay_throughput.findProgram
+CPUTimes = _measure.CPUTimes
+treeCPU = _measure.treeCPU
+findProgram = _servers.findProgram
 
 PEERS = ("socks-twisted", "microsocks", "dante")
 BASELINE = "socks-twisted-baseline"
@@ -353,23 +353,11 @@ class Proxy:
     port: int
 
 
-def ourServerCommand(root: Path) -> tuple[list[str], dict[str, str]]:
-    """
-    L{_servers.ourServerCommand}, with the package and the twistd plugin
-    taken from the checkout at C{root}.
-    """
-    argv, env = _servers.ourServerCommand()
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(root), *filter(None, [os.environ.get("PYTHONPATH")])]
-    )
-    return argv, env
-
-
 def serverSource(root: Path) -> str:
     """
     Where our server's package is imported from when run from C{root}.
     """
-    _, env = ourServerCommand(root)
+    _, env = _servers.ourServerCommand(root)
     result = subprocess.run(
         [sys.executable, "-c", "import socks_twisted; print(socks_twisted.__file__)"],
         cwd=root,
@@ -384,24 +372,11 @@ def serverSource(root: Path) -> str:
 @contextmanager
 def startProxy(name: str, directory: Path, root: Path) -> Iterator[Proxy]:
     """
-    Start the proxy called C{name} on loopback, and stop it afterwards.
+    Start the proxy called C{name} on loopback (our server from the checkout
+    at C{root}), and stop it afterwards.
     """
-    if name not in ("socks-twisted", BASELINE):
-        with relay_throughput.startProxy(name, directory) as proxy:
-            yield Proxy(name, proxy.process.pid, proxy.port)
-        return
-    logPath = directory / f"{name}.log"
-    argv, env = ourServerCommand(root)
-    server = _servers.serving(
-        argv,
-        logPath,
-        lambda: _servers.startedPort(logPath),
-        name,
-        cwd=root,
-        env=env,
-    )
-    with server as (process, port):
-        yield Proxy(name, process.pid, port)
+    with _servers.startProxy(name, directory, root) as proxy:
+        yield Proxy(name, proxy.process.pid, proxy.port)
 
 
 # The run.

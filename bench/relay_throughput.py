@@ -34,28 +34,32 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
 import socket
 import statistics
 import struct
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # mypy checks this file as the module bench.relay_throughput
-    from bench import _servers
+    from bench import _measure, _servers
 else:  # run as bench/relay_throughput.py, with bench/ on sys.path
+    import _measure
     import _servers
 
 LOOPBACK = _servers.LOOPBACK
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+CPUTimes = _measure.CPUTimes
+treeCPU = _measure.treeCPU
+processTree = _measure.processTree
+findProgram = _servers.findProgram
+freePort = _servers.freePort
+Proxy = _servers.Proxy
 
 PEERS = ("socks-twisted", "microsocks", "dante")
 
@@ -96,85 +100,6 @@ def formatSize(size: int) -> str:
         if size % factor == 0:
             return f"{size // factor} {unit}"
     return f"{size} bytes"
-
-
-# CPU time of a process tree, from /proc.
-
-
-@dataclass(frozen=True)
-class CPUTimes:
-    """
-    User and system CPU seconds.
-    """
-
-    user: float
-    system: float
-
-    @property
-    def total(self) -> float:
-        return self.user + self.system
-
-    def __sub__(self, other: CPUTimes) -> CPUTimes:
-        return CPUTimes(self.user - other.user, self.system - other.system)
-
-
-def _readStat(pid: int) -> tuple[int, int, int, int, int] | None:
-    """
-    C{(ppid, utime, stime, cutime, cstime)} of C{pid}, in clock ticks, or
-    C{None} if it is gone.
-    """
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    # The command name (field 2) may hold spaces and parentheses; every
-    # field after its closing parenthesis is a number or a state letter.
-    fields = data[data.rindex(b")") + 2 :].split()
-    # fields[0] is field 3 (state), so field N is fields[N - 3].
-    return (
-        int(fields[1]),
-        int(fields[11]),
-        int(fields[12]),
-        int(fields[13]),
-        int(fields[14]),
-    )
-
-
-def processTree(root: int) -> list[int]:
-    """
-    C{root} and all its living descendants.
-    """
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            stat = _readStat(int(entry))
-            if stat is not None:
-                children.setdefault(stat[0], []).append(int(entry))
-    tree, pending = [], [root]
-    while pending:
-        pid = pending.pop()
-        tree.append(pid)
-        pending.extend(children.get(pid, []))
-    return tree
-
-
-def treeCPU(root: int) -> CPUTimes:
-    """
-    The CPU time of C{root}'s process tree: every living process's own
-    time, plus the root's reaped children.
-    """
-    user = system = 0
-    for pid in processTree(root):
-        stat = _readStat(pid)
-        if stat is None:
-            continue
-        user += stat[1]
-        system += stat[2]
-        if pid == root:
-            user += stat[3]
-            system += stat[4]
-    return CPUTimes(user / CLOCK_TICKS, system / CLOCK_TICKS)
 
 
 # One transfer.
@@ -242,16 +167,14 @@ def directConnect(targetPort: int, timeout: float) -> socket.socket:
 @dataclass
 class _Receiver:
     """
-    Accepts one connection and reads it to end-of-file, in a thread.
+    Reads one socket to end-of-file, in a thread, then closes it.
     """
 
-    listener: socket.socket
+    sock: socket.socket
     bufferSize: int
-    timeout: float
     received: int = 0
     finished: float | None = None
     error: BaseException | None = None
-    connection: socket.socket | None = None
     thread: threading.Thread = field(init=False)
 
     def __post_init__(self) -> None:
@@ -260,20 +183,16 @@ class _Receiver:
 
     def _run(self) -> None:
         try:
-            self.listener.settimeout(self.timeout)
-            connection, _ = self.listener.accept()
-            self.connection = connection
-            connection.settimeout(self.timeout)
             view = memoryview(bytearray(self.bufferSize))
             received = 0
             while True:
-                count = connection.recv_into(view)
+                count = self.sock.recv_into(view)
                 if not count:
                     break
                 received += count
             self.finished = time.perf_counter()
             self.received = received
-            connection.close()
+            self.sock.close()
         except BaseException as e:
             self.error = e
 
@@ -284,34 +203,46 @@ def transfer(
     bufferSize: int,
     timeout: float,
     cpu: Callable[[], CPUTimes] | None = None,
+    upload: bool = True,
 ) -> tuple[float, CPUTimes | None]:
     """
     Send C{size} bytes one way over a connection made by C{connect} to a
-    fresh receiver, and time it from the first byte sent to end-of-file at
-    the receiver.
+    fresh listener, and time it from the first byte sent to end-of-file at
+    the receiving end.
 
     @param cpu: Reads the CPU time to report the difference of, just before
         the first byte and after the end.
+    @param upload: Whether the connecting side sends (the client uploads
+        through the proxy), or else the accepted side (it downloads).
     @return: The seconds taken and the CPU time used.
     @raise TransferError: If it failed, lost or gained bytes, or took more
         than C{timeout} seconds.
     """
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.bind((LOOPBACK, 0))
-    listener.listen(1)
-    port = listener.getsockname()[1]
-    receiver = _Receiver(listener, bufferSize, timeout)
-    sender = connect(port, timeout)
-    sender.settimeout(timeout)
+    try:
+        listener.bind((LOOPBACK, 0))
+        listener.listen(1)
+        listener.settimeout(timeout)
+        client = connect(listener.getsockname()[1], timeout)
+        try:
+            accepted, _ = listener.accept()
+        except OSError as e:
+            client.close()
+            raise TransferError(f"no connection arrived: {e}") from e
+    finally:
+        listener.close()
+    sender, receiving = (client, accepted) if upload else (accepted, client)
+    for sock in (client, accepted):
+        sock.settimeout(timeout)
+    receiver = _Receiver(receiving, bufferSize)
 
     def cutOff() -> None:
         # Wakes both threads from blocking calls.
-        for sock in (sender, receiver.connection):
-            if sock is not None:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+        for sock in (client, accepted):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     watchdog = threading.Timer(timeout, cutOff)
     watchdog.daemon = True
@@ -327,7 +258,7 @@ def transfer(
             remaining -= count
         sender.shutdown(socket.SHUT_WR)
         receiver.thread.join(timeout)
-        # The proxy closes our side once the receiver closed its own.
+        # The proxy closes the sending side once the receiver closed its own.
         while sender.recv(65536):
             raise TransferError("the receiver sent bytes back")
         after = cpu() if cpu else None
@@ -338,8 +269,8 @@ def transfer(
     finally:
         watchdog.cancel()
         cutOff()
-        sender.close()
-        listener.close()
+        client.close()
+        accepted.close()
     if receiver.error is not None:
         raise TransferError(f"receiver: {receiver.error!r}")
     if receiver.finished is None:
@@ -353,108 +284,26 @@ def transfer(
 # The proxies.
 
 
-def freePort() -> int:
+def connector(proxy: _servers.Proxy) -> Connector:
     """
-    A loopback port that was free a moment ago.
+    Connects through C{proxy} with L{socks5Connect}.
     """
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    return lambda targetPort, timeout: socks5Connect(proxy.port, targetPort, timeout)
 
 
-@dataclass
-class Proxy:
+def proxyCPU(proxy: _servers.Proxy) -> Callable[[], CPUTimes]:
     """
-    A running proxy process.
+    Reads the CPU time of C{proxy}'s process tree.
     """
-
-    name: str
-    process: subprocess.Popen[bytes]
-    port: int
-    logPath: Path
-
-    def connector(self) -> Connector:
-        return lambda targetPort, timeout: socks5Connect(self.port, targetPort, timeout)
-
-    def cpu(self) -> CPUTimes:
-        return treeCPU(self.process.pid)
+    return lambda: treeCPU(proxy.process.pid)
 
 
-def _accepts(port: int) -> int | None:
-    try:
-        with socket.create_connection((LOOPBACK, port), timeout=1):
-            return port
-    except OSError:
-        return None
-
-
-def _danteConfig(port: int, logPath: Path) -> str:
-    users = "user.privileged: root\nuser.unprivileged: nobody\n"
-    return f"""\
-logoutput: {logPath}
-internal: {LOOPBACK} port = {port}
-external: {LOOPBACK}
-clientmethod: none
-socksmethod: none
-{users if os.geteuid() == 0 else ""}
-client pass {{
-    from: 127.0.0.0/8 to: 127.0.0.0/8
-    log: error
-}}
-socks pass {{
-    from: 127.0.0.0/8 to: 127.0.0.0/8
-    command: connect
-    protocol: tcp
-    log: error
-}}
-"""
-
-
-def findProgram(name: str) -> str | None:
+def startProxy(name: str, directory: Path) -> AbstractContextManager[_servers.Proxy]:
     """
-    An installed program, looking in the sbin directories too.
+    Start the proxy called C{name} (see L{_servers.startProxy}) on loopback,
+    and stop it afterwards.
     """
-    path = os.environ.get("PATH", os.defpath) + ":/usr/local/sbin:/usr/sbin:/sbin"
-    return shutil.which(name, path=path)
-
-
-@contextmanager
-def startProxy(name: str, directory: Path) -> Iterator[Proxy]:
-    """
-    Start the proxy called C{name} on loopback, and stop it afterwards.
-    """
-    logPath = directory / f"{name}.log"
-    env: dict[str, str] | None = None
-    cwd: Path | None = None
-    port: int | None = None
-    if name == "socks-twisted":
-        argv, env = _servers.ourServerCommand()
-        cwd = _servers.REPOSITORY
-    elif name == "microsocks":
-        program = findProgram("microsocks")
-        assert program is not None
-        port = freePort()
-        argv = [program, "-i", LOOPBACK, "-p", str(port)]
-    elif name == "dante":
-        program = findProgram("danted")
-        assert program is not None
-        port = freePort()
-        config = directory / "danted.conf"
-        config.write_text(_danteConfig(port, directory / "danted.log"))
-        argv = [program, "-f", str(config), "-N", "1"]
-        argv += ["-p", str(directory / "danted.pid")]
-    else:
-        raise ValueError(name)
-
-    def ready() -> int | None:
-        if port is None:
-            return _servers.startedPort(logPath)
-        return _accepts(port)
-
-    server = _servers.serving(argv, logPath, ready, "the proxy", cwd=cwd, env=env)
-    with server as (process, listening):
-        yield Proxy(name, process, listening, logPath)
+    return _servers.startProxy(name, directory)
 
 
 # The run.
@@ -570,7 +419,7 @@ def main(argv: Sequence[str]) -> int:
                 try:
                     with startProxy(name, directory) as proxy:
                         seconds, used = transfer(
-                            proxy.connector(), size, bufferSize, timeout, proxy.cpu
+                            connector(proxy), size, bufferSize, timeout, proxyCPU(proxy)
                         )
                 except (TransferError, RuntimeError, OSError) as e:
                     measurement.error = str(e)
