@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -96,7 +97,7 @@ def ourServer(name: str, root: Path, directory: Path) -> Iterator[tuple[str, int
         name,
         cwd=root,
         env=env,
-        stdin=udp_throughput.subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
     ) as (process, port):
         yield name, process.pid, port
 
