@@ -5,7 +5,9 @@ reactor; the client and the targets are plain sockets of this process.
 """
 
 import errno
+import ipaddress
 import os
+import random
 import socket
 import struct
 from collections.abc import Callable, Iterator
@@ -47,6 +49,14 @@ def header(host: str, port: int) -> bytes:
     else:
         address = b"\x01" + socket.inet_aton(host)
     return b"\x00\x00\x00" + address + struct.pack("!H", port)
+
+
+def loopbackOnly(address: str, port: int, name: str | None) -> str | None:
+    """
+    The rule of every association here: nothing leaves the loopback (a
+    header of random bytes may name any address).
+    """
+    return None if ipaddress.ip_address(address).is_loopback else "not loopback"
 
 
 class Counting:
@@ -112,6 +122,7 @@ class RelayTestCase(TestCase):
         def resolve(name: str, family: int) -> "Deferred[list[str]]":
             return succeed(["127.0.0.1"])
 
+        kwargs.setdefault("permit", loopbackOnly)
         association = UDPAssociation("127.0.0.1", 0, socket.AF_INET, resolve, **kwargs)
         return association, self.listen(association)
 
@@ -212,7 +223,7 @@ class CacheTests(RelayTestCase):
         destination and the target's address; later exchanges parse
         nothing, and the policy is asked once.
         """
-        permit = Counting(lambda address, port, name: None)
+        permit = Counting(loopbackOnly)
         association, port = self.association(permit=permit)
         relay = ("127.0.0.1", port.getHost().port)
         client, target = self.udpSocket(), self.udpSocket()
@@ -236,7 +247,7 @@ class CacheTests(RelayTestCase):
         host, and one on the same port of another host, each get their own
         datagrams, and their answers name them, never the cached one.
         """
-        permit = Counting(lambda address, port, name: None)
+        permit = Counting(loopbackOnly)
         association, port = self.association(permit=permit)
         relay = ("127.0.0.1", port.getHost().port)
         client, first = self.udpSocket(), self.udpSocket()
@@ -272,6 +283,63 @@ class CacheTests(RelayTestCase):
             dict(association.drops),
             {"address family": 1, "fragmented": 1, "malformed header": 1},
         )
+
+    async def test_name(self) -> None:
+        """
+        A name is resolved once; once known, datagrams to it are sent from
+        the cache of destinations, and checked by the policy once, with the
+        name.
+        """
+        permit = Counting(loopbackOnly)
+        association, port = self.association(permit=permit)
+        relay = ("127.0.0.1", port.getHost().port)
+        client, target = self.udpSocket(), self.udpSocket()
+        name = b"echo.example"
+        byName = b"\x00\x00\x00\x03" + bytes([len(name)]) + name
+        byName += struct.pack("!H", target.getsockname()[1])
+        with counting(PARSERS) as spies:
+            for i in range(5):
+                before = self.seen(association)
+                client.sendto(byName + b"%d" % i, relay)
+                await self.relayed(association, before)
+                self.assertEqual(target.recv(100), b"%d" % i)
+        self.assertEqual(spies["readUDPDatagram"].calls, 2)
+        self.assertEqual(permit.calls, 1)
+        self.assertEqual(dict(association.drops), {})
+
+    async def test_garbage(self) -> None:
+        """
+        Datagrams of random bytes from the client, and truncated headers of
+        every type (a cached destination's among them), are dropped and
+        counted, never an error.
+        """
+        association, port = self.association()
+        relay = ("127.0.0.1", port.getHost().port)
+        client, target = self.udpSocket(), self.udpSocket()
+        await self.exchange(association, relay, client, target, b"cached")
+        whole = header(*target.getsockname())
+        name = b"\x00\x00\x00\x03\x05abcde\x00\x07"
+        six = header("::1", 7)
+        garbage = [b"", b"\x00", b"\x00\x00\x00", b"\x00\x00\x00\x03"]
+        garbage += [whole[:n] for n in range(4, len(whole))]
+        garbage += [name[:n] for n in range(4, len(name))]
+        garbage += [six[:n] for n in range(4, len(six))]
+        garbage += [b"\x00\x00\x00\x03\x00\x00\x07", b"\x00\x00\x00\x09abcdefgh"]
+        rng = random.Random(1928)
+        garbage += [
+            b"\x00\x00\x00" + rng.randbytes(rng.randrange(0, 40)) for _ in range(200)
+        ]
+        before = self.seen(association)
+        for datagram in garbage:
+            client.sendto(datagram, relay)
+            await self.relayed(association, before, 1)
+            before = self.seen(association)
+        self.assertEqual(self.flushLoggedErrors(), [])
+        # A name (resolved to 127.0.0.1 here) with port 0 cannot be sent to.
+        expected = {"malformed header", "address family", "denied by policy"}
+        expected.add(f"send failed ({os.strerror(errno.EINVAL)})")
+        self.assertLessEqual(set(association.drops), expected)
+        self.assertGreaterEqual(association.drops["malformed header"], 30)
 
     async def test_bounded(self) -> None:
         """
@@ -319,7 +387,7 @@ class CacheTests(RelayTestCase):
         strangers' again, and the next datagram to it is checked again.
         """
         self.patch(_udp, "MAX_TARGETS", 2)
-        permit = Counting(lambda address, port, name: None)
+        permit = Counting(loopbackOnly)
         association, port = self.association(permit=permit)
         relay = ("127.0.0.1", port.getHost().port)
         client = self.udpSocket()
@@ -343,7 +411,11 @@ class CacheTests(RelayTestCase):
         except OSError:
             self.skipTest("no IPv6 loopback")
         association = UDPAssociation(
-            "::1", 0, socket.AF_INET6, lambda name, family: succeed(["::1"])
+            "::1",
+            0,
+            socket.AF_INET6,
+            lambda name, family: succeed(["::1"]),
+            permit=loopbackOnly,
         )
         port = self.listen(association, "::1")
         relay = ("::1", port.getHost().port)
