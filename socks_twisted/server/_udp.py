@@ -47,6 +47,9 @@ MAX_CACHED = 256
 
 #: RSV and FRAG of a whole (unfragmented) datagram's header.
 _WHOLE = b"\x00\x00\x00"
+#: ATYP of IP literals as plain ints, compared on every datagram.
+_ATYP_IPV4 = int(_AddressType.IPV4)
+_ATYP_IPV6 = int(_AddressType.IPV6)
 #: Where the header of a datagram to an IPv4 or IPv6 literal ends.
 _IPV4_END = 3 + 1 + 4 + 2
 _IPV6_END = 3 + 1 + 16 + 2
@@ -74,6 +77,13 @@ class UDPAssociation(DatagramProtocol):
     UDP header; their payload goes to the target from this socket.  Datagrams
     from a target the client has sent to go to the client with a header
     naming the target.  Everything else is dropped and counted by reason.
+
+    A destination is parsed and checked once: its header bytes are then
+    looked up as they come (L{MAX_CACHED} of them), and so is the source
+    address of a target's answers, with the header that goes before them to
+    the client.  Entries are found only while their target is still one of
+    the association's (L{MAX_TARGETS}); the rules an association is decided
+    by do not change while it lasts (a reload applies to new requests).
 
     @param clientHost: The client's IP, from its TCP control connection.
     @param clientPort: The port the client said it sends from, or 0 to lock
@@ -139,6 +149,9 @@ class UDPAssociation(DatagramProtocol):
         return self.datagramsFromClient + self.datagramsToClient
 
     def startProtocol(self) -> None:
+        """
+        Listening: find the socket to send on.
+        """
         # Twisted's udp.Port.write checks the address's syntax and family
         # on every call, which costs more than the send; the relay sends only
         # to addresses it has already parsed and checked, so it uses the
@@ -147,6 +160,9 @@ class UDPAssociation(DatagramProtocol):
         self._socket = sock if isinstance(sock, socket.socket) else None
 
     def stopProtocol(self) -> None:
+        """
+        The socket is closed: nothing more is sent on it.
+        """
         self._socket = None
 
     def datagramReceived(self, datagram: bytes, addr: tuple[str, int]) -> None:
@@ -178,9 +194,9 @@ class UDPAssociation(DatagramProtocol):
             # header cannot match: every key is a whole one, and its own
             # ATYP (and a name's length byte) fix its length.
             atyp = datagram[3]
-            if atyp == _AddressType.IPV4:
+            if atyp == _ATYP_IPV4:
                 end = _IPV4_END
-            elif atyp == _AddressType.IPV6:
+            elif atyp == _ATYP_IPV6:
                 end = _IPV6_END
             else:
                 end = 3 + 2 + datagram[4] + 2
