@@ -127,14 +127,34 @@ def parseArguments(argv: Sequence[str]) -> argparse.Namespace:
     The command line.
     """
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--count", type=int, default=50_000)
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--window", type=int, default=32)
-    parser.add_argument("--size", type=int, default=512)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--loss-wait", type=float, default=0.2)
-    parser.add_argument("--baseline-root", type=Path, default=None)
-    parser.add_argument("--no-dante", action="store_true")
+    parser.add_argument(
+        "--count", type=int, default=50_000, help="echoes per measurement"
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=10.0, help="time limit per measurement"
+    )
+    parser.add_argument(
+        "--window", type=int, default=32, help="datagrams outstanding at once"
+    )
+    parser.add_argument(
+        "--size", type=int, default=512, help="payload bytes per datagram"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="measurements per server, interleaved"
+    )
+    parser.add_argument(
+        "--loss-wait",
+        type=float,
+        default=0.2,
+        help="seconds without an echo after which the outstanding are lost",
+    )
+    parser.add_argument(
+        "--baseline-root",
+        type=Path,
+        default=None,
+        help="also measure the server of the checkout at this path",
+    )
+    parser.add_argument("--no-dante", action="store_true", help="leave Dante out")
     arguments = parser.parse_args(argv)
     if not 8 <= arguments.size <= 65000 or min(arguments.count, arguments.rounds) < 1:
         parser.error("--size 8-65000, --count and --rounds at least 1")
