@@ -48,7 +48,7 @@ from twisted.trial.unittest import SkipTest, TestCase
 from zope.interface import implementer
 
 from socks_twisted import _splice
-from socks_twisted.relay import COPY, SPLICE
+from socks_twisted.relay import COPY, COPY_READ_SIZE, SPLICE
 from socks_twisted.server import SOCKSServerFactory, SOCKSServerProtocol
 from socks_twisted.server._outbound import ConnectReactor
 
@@ -943,10 +943,10 @@ class StoppedReaderTests(RelayTestCase):
     BOUND = 32 * MiB
 
     #: What the server may hold in user space for one direction of one
-    #: session: its transport's bufferSize (64 KiB), plus the one read of at
-    #: most 64 KiB that took it over and paused the other side, with room to
-    #: spare.
-    SERVER_BUFFER_BOUND = 256 * KiB
+    #: session: its transport's bufferSize (the relay's read size), plus the
+    #: one read of at most that size that took it over and paused the other
+    #: side, with room to spare.
+    SERVER_BUFFER_BOUND = 3 * COPY_READ_SIZE
 
     async def _settled(self, sender: RandomSender) -> int:
         """
@@ -1099,7 +1099,8 @@ class SplicePipeTests(RelayTestCase):
         now idle holds no pipe; neither does anything else, once every
         session has ended (checked by every test's cleanup).
         """
-        factory, client, target, _ = await self.establish()
+        factory, client, target, _ = await self.establish(_targetDrivenByHand)
+        client.closeWhenDone = False  # both ends stay open: the session idles
         client.send(300 * KiB, seed=20)
         target.send(300 * KiB, seed=21)
         await within(
@@ -1112,6 +1113,12 @@ class SplicePipeTests(RelayTestCase):
         self.assertEqual(relay.path, self.expectedPath)
         self.assertEqual(relay.holdsPipes, 0)
         self.assertEqual(_splice.pipes.inUse, 0)
+        tcpTransport(client).loseConnection()
+        tcpTransport(target).loseConnection()
+        await within(
+            gatherResults([client.lost.wait(), target.lost.wait()]),
+            "both connections to end",
+        )
 
     async def _refusedThenCopied(self) -> None:
         """
