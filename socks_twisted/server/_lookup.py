@@ -50,6 +50,13 @@ def resolve(request: Request, context: CommandContext) -> "defer.Deferred[Outcom
     host = request.host
     if addressTypeOf(host) is not AddressType.DOMAIN:
         return defer.succeed(Resolved(_normalizeIP(host)))
+    try:
+        # A NUL would reach getaddrinfo, which raises in its thread.
+        encodeName(host)
+    except ValueError as e:
+        return defer.fail(
+            RefusedError(SOCKS5ReplyCode.HOST_UNREACHABLE, f"invalid host name: {e}")
+        )
     families = [socket.AF_INET]
     if request.version == 5:
         families.append(socket.AF_INET6)
