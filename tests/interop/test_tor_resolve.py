@@ -139,3 +139,15 @@ class TorResolveTests(TestCase):
         self.assertIn(b"status response '7'", result.stderr + result.stdout)
         result = await self.resolve("-x", "127.0.0.1")
         self.assertEqual(result.exitCode, 1, result.describe())
+
+    async def test_turnedOffByConfig(self) -> None:
+        """
+        C{no-tor-resolve = true} in the file's C{[server]} table does the
+        same; SOCKS4a RESOLVE then gets 91, which tor-resolve reports.
+        """
+        config = os.path.join(testDirectory(self), "socks.toml")
+        with open(config, "w") as f:
+            f.write("[server]\nno-tor-resolve = true\n")
+        self.start("--config", config)
+        result = await self.resolve("-4", "localhost")
+        self.assertEqual(result.exitCode, 1, result.describe())
