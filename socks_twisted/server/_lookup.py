@@ -17,6 +17,7 @@ from dataclasses import replace
 from twisted.internet import defer, error
 from twisted.python.failure import Failure
 
+from .._addresses import isUnspecified
 from .._wire import AddressType, SOCKS5ReplyCode, addressTypeOf, encodeName
 from .._wire import normalizeIP as _normalizeIP
 from ..policy import Decision
@@ -28,6 +29,8 @@ from ._command import (
     Resolved,
     deniedBy,
 )
+
+_UNSPECIFIED = "unspecified address (0.0.0.0 or ::): no answer"
 
 
 def _timedOut(failure: Failure, what: str, seconds: float) -> Failure:
@@ -49,6 +52,10 @@ def resolve(request: Request, context: CommandContext) -> "defer.Deferred[Outcom
     """
     host = request.host
     if addressTypeOf(host) is not AddressType.DOMAIN:
+        if isUnspecified(host):
+            return defer.fail(
+                RefusedError(SOCKS5ReplyCode.HOST_UNREACHABLE, _UNSPECIFIED)
+            )
         return defer.succeed(Resolved(_normalizeIP(host)))
     try:
         # A NUL would reach getaddrinfo, which raises in its thread.
@@ -82,7 +89,14 @@ def resolve(request: Request, context: CommandContext) -> "defer.Deferred[Outcom
     def answered(results: list[list[str]]) -> Outcome:
         if any(failure.check(defer.CancelledError) for failure in failures):
             raise defer.CancelledError()  # the session gave up, or timed out
-        addresses = [address for found in results for address in found]
+        # 0.0.0.0 (what DNS blocklists answer) is no address to give: a SOCKS4
+        # reply with it reads as a server that fills in nothing.
+        addresses = [
+            address
+            for found in results
+            for address in found
+            if not isUnspecified(address)
+        ]
         if not addresses:
             why = failures[0].getErrorMessage() if failures else "no address"
             raise RefusedError(

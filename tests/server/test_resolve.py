@@ -211,6 +211,18 @@ class ResolveTests(ResolveTestCase):
         )
         self.assertEqual(self.listeners.resolved, [])
 
+    def test_unspecified(self) -> None:
+        """
+        0.0.0.0 is no answer: a name that resolves only to it (as DNS
+        blocklists answer), and the address itself, get 0x04.
+        """
+        self.listeners.names["blocked.test"] = ["0.0.0.0"]
+        _, transport = self.ask(self.serve(), resolveRequest(b"blocked.test"))
+        self.assertEqual(transport.value(), failure5(4))
+        request = bytes.fromhex("05 f0 00 01 00000000 0000")
+        _, transport = self.ask(self.serve(), request)
+        self.assertEqual(transport.value(), failure5(4))
+
     def test_socks4a(self) -> None:
         """
         tor-resolve -4's request: only IPv4 is asked for, and the answer goes
