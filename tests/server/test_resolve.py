@@ -19,10 +19,17 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from socks_twisted.policy import parseRules
 from socks_twisted.server import SOCKSServerFactory, SOCKSServerProtocol
+from socks_twisted.server._limits import LimitSettings
 from socks_twisted.server._metrics import ServerMetrics
 from socks_twisted.server._resolve import ReverseResolver, nameOf
 
-from ._fakes import FakeListeners, HalfCloseTransport, connectClient, makeFactory
+from ._fakes import (
+    CLIENT_ADDRESS,
+    FakeListeners,
+    HalfCloseTransport,
+    connectClient,
+    makeFactory,
+)
 from .test_session import CHOSE_NO_AUTH, GREETING_NO_AUTH, LogCapture, failure5
 
 #: RESOLVE localhost, port 0, as tor-resolve -5 sends it.
@@ -456,6 +463,26 @@ class RulesTests(ResolveTestCase):
         transport.clear()
         protocol.dataReceived(RESOLVE_LOCALHOST)
         self.assertEqual(transport.value(), bytes.fromhex("05 00 00 01 7f000001 0000"))
+
+
+class LimitTests(ResolveTestCase):
+    """
+    Lookups count against the limits as any session does.
+    """
+
+    def test_sessionsPerClient(self) -> None:
+        """
+        With one session per client, a client whose lookup is still running
+        cannot open another; once it is answered, it can.
+        """
+        self.reverse.hold("127.0.0.1")
+        factory = self.serve(limits=LimitSettings(sessionsPerClient=1))
+        protocol, transport = self.ask(factory, PTR_LOOPBACK)
+        self.assertIsNone(factory.buildProtocol(CLIENT_ADDRESS))
+        self.reverse.pending["127.0.0.1"].callback("localhost")
+        self.assertEqual(transport.value(), nameReply(b"localhost"))
+        self.end(protocol)
+        self.assertIsNotNone(factory.buildProtocol(CLIENT_ADDRESS))
 
 
 class TurnedOffTests(ResolveTestCase):
