@@ -23,7 +23,7 @@ from ._destinations import (
 VERSIONS = frozenset({"4", "4a", "5"})
 
 #: The commands a rule can name, as L{Request.command} gives them.
-COMMANDS = frozenset({"connect", "bind", "udp"})
+COMMANDS = frozenset({"connect", "bind", "udp", "resolve", "resolve_ptr"})
 
 
 _LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)\Z")
@@ -62,7 +62,8 @@ class Rule:
     @ivar clients: The client networks (C{from}).
     @ivar users: User names and C{group:NAME} references.
     @ivar versions: Some of C{"4"}, C{"4a"}, C{"5"}.
-    @ivar commands: Some of C{"connect"}, C{"bind"}, C{"udp"}.
+    @ivar commands: Some of C{"connect"}, C{"bind"}, C{"udp"}, C{"resolve"},
+        C{"resolve_ptr"}.
     @ivar to: The destinations.
     @ivar ports: Inclusive port ranges.
     @ivar bind: The source address of the outbound connections of the
@@ -197,7 +198,8 @@ class _RuleParser:
             if item not in COMMANDS:
                 raise self.error(
                     "commands",
-                    f"{item!r} is not a command (connect, bind or udp)",
+                    f"{item!r} is not a command (connect, bind, udp, resolve or "
+                    "resolve_ptr)",
                 )
             commands.add(item)
         return frozenset(commands)

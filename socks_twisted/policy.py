@@ -8,7 +8,9 @@ Each condition of a rule is optional, and a missing one matches everything:
   - C{clients} (C{from} in the file): client addresses, as CIDRs;
   - C{users}: authenticated user names and C{group:NAME} references;
   - C{versions}: C{"4"}, C{"4a"}, C{"5"};
-  - C{commands}: C{"connect"}, C{"bind"}, C{"udp"};
+  - C{commands}: C{"connect"}, C{"bind"}, C{"udp"}, and Tor's C{"resolve"}
+    and C{"resolve_ptr"} (whose port is the one the client sent: 0 from
+    tor-resolve, so a rule with C{ports} matches them only if it names 0);
   - C{to}: destinations (L{Destinations});
   - C{ports}: destination ports and port ranges.
 
@@ -91,7 +93,8 @@ class Request:
         which matches only rules without C{from}.
     @ivar user: The authenticated user, if any.
     @ivar version: C{"4"}, C{"4a"} or C{"5"}.
-    @ivar command: C{"connect"}, C{"bind"} or C{"udp"}.
+    @ivar command: C{"connect"}, C{"bind"}, C{"udp"}, C{"resolve"} or
+        C{"resolve_ptr"}.
     @ivar host: The destination as the client sent it: a name or an IP.
     @ivar port: The destination port.
     """

@@ -138,6 +138,13 @@ class Options(usage.Options, AuthOptionMixin):
             None,
             "Allow listening on a non-loopback address without --auth.",
         ],
+        [
+            "no-tor-resolve",
+            None,
+            "Refuse Tor's RESOLVE and RESOLVE_PTR commands (reply 7, command "
+            "not supported); by default they are served, under the same "
+            "rules and limits as CONNECT.",
+        ],
     ]
     optParameters = [
         [
@@ -502,6 +509,7 @@ def makeService(options: dict[str, Any]) -> IService:
         udpTimeout=options["udp-timeout"],
         externalAddress=options["external-address"],
         splice=options["relay"] == "auto",
+        torResolve=not options["no-tor-resolve"],
     )
     config: Config | None = options.get("config")
     if config is not None:

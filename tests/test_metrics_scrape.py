@@ -471,7 +471,13 @@ class MetricsScrapeTests(SynchronousTestCase):
         during = server.scrape()["socks_sessions_active"]
         self.assertEqual(
             during,
-            {active: 1, labels(command="bind"): 0, labels(command="udp"): 0},
+            {
+                active: 1,
+                labels(command="bind"): 0,
+                labels(command="udp"): 0,
+                labels(command="resolve"): 0,
+                labels(command="resolve_ptr"): 0,
+            },
         )
 
         sock.close()

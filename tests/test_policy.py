@@ -275,6 +275,32 @@ class ConditionTests(SynchronousTestCase):
                 allowed(policy, request(command=command)), expected, command
             )
 
+    def test_resolveCommands(self) -> None:
+        """
+        Tor's lookups are the commands C{resolve} and C{resolve_ptr}, each
+        its own: a rule for CONNECT does not match them, nor one for the
+        other lookup.
+        """
+        policy = policyOf(only(commands=["resolve"]))
+        for command, expected in [
+            ("resolve", True),
+            ("resolve_ptr", False),
+            ("connect", False),
+        ]:
+            self.assertEqual(
+                allowed(policy, request(command=command, port=0)), expected, command
+            )
+
+    def test_resolvePortZero(self) -> None:
+        """
+        A lookup's port is the one the client sent (0 from tor-resolve): a
+        rule with C{ports} that does not name 0 does not match it.
+        """
+        policy = policyOf(only(ports=[80, 443]))
+        self.assertFalse(allowed(policy, request(command="resolve", port=0)))
+        policy = policyOf(only(ports=[0, 80]))
+        self.assertTrue(allowed(policy, request(command="resolve", port=0)))
+
     def test_versions(self) -> None:
         """
         C{versions} takes 4 and 5 as numbers or strings, and C{"4a"}.
@@ -687,6 +713,7 @@ class ParseTests(SynchronousTestCase):
             ({"action": "allow", "versions": [6]}, "versions", "6"),
             ({"action": "allow", "versions": [True]}, "versions", "True"),
             ({"action": "allow", "commands": ["CONNECT"]}, "commands", "'CONNECT'"),
+            ({"action": "allow", "commands": ["ptr"]}, "commands", "resolve_ptr"),
             ({"action": "allow", "users": ["group:nobody"]}, "users", "group:nobody"),
             ({"action": "allow", "users": ["a:b"]}, "users", "'a:b'"),
             ({"action": "allow", "bind": "eth0"}, "bind", "not an IP"),
@@ -777,7 +804,10 @@ _ruleTables = st.fixed_dictionaries(
             min_size=1,
         ),
         "versions": st.lists(st.sampled_from([4, 5, "4", "5", "4a"]), min_size=1),
-        "commands": st.lists(st.sampled_from(["connect", "bind", "udp"]), min_size=1),
+        "commands": st.lists(
+            st.sampled_from(["connect", "bind", "udp", "resolve", "resolve_ptr"]),
+            min_size=1,
+        ),
         "to": st.lists(_destinations, min_size=1, max_size=4),
         "ports": st.lists(_ports, min_size=1, max_size=4),
     },

@@ -1401,6 +1401,18 @@ class MakeServiceTests(TestCase):
         self.assertIsNone(factory.settings.portal)
         self.assertTrue(factory.settings.splice)
 
+    def test_torResolve(self) -> None:
+        """
+        Tor's RESOLVE and RESOLVE_PTR are served by default;
+        C{--no-tor-resolve} turns them off.
+        """
+        for args, expected in [((), True), (("--no-tor-resolve",), False)]:
+            child = children(tap.makeService(self.options(*args)))[1]
+            assert isinstance(child, ListeningService)
+            factory = child.factory
+            assert isinstance(factory, RecordingFactory)
+            self.assertEqual(factory.settings.torResolve, expected, args)
+
     def test_relayCopy(self) -> None:
         """
         C{--relay copy} makes the server copy instead of splicing.

@@ -12,6 +12,7 @@ from ._connection import (
     ServerConnection,
 )
 from ._constants import (
+    LOOKUP_COMMANDS,
     MAX_SOCKS4_FIELD,
     AddressType,
     AuthMethod,
@@ -33,6 +34,7 @@ from ._messages import (
 from ._udp import UDPDatagram, readUDPDatagram
 
 __all__ = [
+    "LOOKUP_COMMANDS",
     "MAX_SOCKS4_FIELD",
     "NEED_DATA",
     "AddressType",

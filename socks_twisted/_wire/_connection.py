@@ -9,11 +9,13 @@ C{takeTrailingData()}.  A L{ProtocolError} is sticky: once raised, every
 later C{nextEvent()} raises it again.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from enum import Enum, auto
 from typing import Final, TypeAlias
 
 from ._constants import (
+    LOOKUP_COMMANDS,
+    SOCKS4_COMMANDS,
     SOCKS4_VERSION,
     SOCKS5_VERSION,
     AuthMethod,
@@ -73,7 +75,8 @@ class HandshakeState(Enum):
     SENDING = auto()
     #: The handshake succeeded; bytes now belong to the relayed stream.
     ESTABLISHED = auto()
-    #: The handshake failed or was refused; the connection is to be closed.
+    #: The handshake failed or was refused, or a RESOLVE or RESOLVE_PTR was
+    #: answered (nothing follows it); the connection is to be closed.
     CLOSED = auto()
 
 
@@ -141,7 +144,9 @@ class _Connection:
         raise NotImplementedError()
 
 
-def _readFirstMessage(data: Buffer) -> tuple[Message, int] | None:
+def _readFirstMessage(
+    data: Buffer, socks4Commands: Collection[int] = SOCKS4_COMMANDS
+) -> tuple[Message, int] | None:
     """
     Tell SOCKS4 from SOCKS5 by the first byte and read that version's first
     message.
@@ -149,7 +154,7 @@ def _readFirstMessage(data: Buffer) -> tuple[Message, int] | None:
     if not data:
         return None
     if data[0] == SOCKS4_VERSION:
-        return readSOCKS4Request(data)
+        return readSOCKS4Request(data, socks4Commands)
     if data[0] == SOCKS5_VERSION:
         return readSOCKS5Greeting(data)
     raise ProtocolError(f"not a SOCKS request: first byte {data[0]:#04x}")
@@ -173,15 +178,32 @@ class ServerConnection(_Connection):
     L{SOCKS5Request}.  Replies: L{SOCKS4Reply} or L{SOCKS5Reply}; a
     successful BIND takes two.
 
+    A successful RESOLVE or RESOLVE_PTR (Tor's extensions) takes one reply,
+    after which the state is L{HandshakeState.CLOSED}: nothing is relayed.
+
     @ivar version: 4 or 5 once the first message is read, else C{None}.
     """
 
-    def __init__(self) -> None:
-        super().__init__(_readFirstMessage)
+    def __init__(self, commands: Collection[Command] | None = None) -> None:
+        """
+        @param commands: The commands served; a request for another gets
+            reply 0x07 (SOCKS5) or 91 (SOCKS4) as a L{ProtocolError}.  Every
+            L{Command} when C{None}; SOCKS4 never carries UDP ASSOCIATE or
+            RESOLVE_PTR.
+        """
+        self._commands = frozenset(Command if commands is None else commands)
+        self._socks4Commands = self._commands & SOCKS4_COMMANDS
+        super().__init__(self._readFirst)
         self.version: int | None = None
         self._command: Command | None = None
         self._repliesSent = 0
         self._answer: type[Message] | None = None
+
+    def _readFirst(self, data: Buffer) -> tuple[Message, int] | None:
+        return _readFirstMessage(data, self._socks4Commands)
+
+    def _readRequest(self, data: Buffer) -> tuple[Message, int] | None:
+        return readSOCKS5Request(data, self._commands)
 
     def _received(self, message: Message) -> None:
         if isinstance(message, SOCKS4Request):
@@ -208,7 +230,7 @@ class ServerConnection(_Connection):
             raise ValueError(f"cannot send {message!r} in state {self.state}")
         if isinstance(message, MethodSelection):
             if message.method == AuthMethod.NO_AUTHENTICATION:
-                self._expect(readSOCKS5Request)
+                self._expect(self._readRequest)
             elif message.method == AuthMethod.USERNAME_PASSWORD:
                 self._expect(readUsernamePasswordRequest)
             elif message.method == AuthMethod.NO_ACCEPTABLE_METHODS:
@@ -217,12 +239,12 @@ class ServerConnection(_Connection):
                 raise ValueError(f"method {message.method:#04x} is not implemented")
         elif isinstance(message, UsernamePasswordStatus):
             if message.succeeded:
-                self._expect(readSOCKS5Request)
+                self._expect(self._readRequest)
             else:
                 self._finish(established=False)
         else:
             self._repliesSent += 1
-            if not message.succeeded:
+            if not message.succeeded or self._command in LOOKUP_COMMANDS:
                 self._finish(established=False)
             elif self._command is Command.BIND and self._repliesSent == 1:
                 pass  # the second reply names the peer that connected
@@ -239,6 +261,8 @@ class ClientConnection(_Connection):
     selected it, then L{SOCKS5Request}; or send L{SOCKS4Request}.  Events are
     the server's answers; a successful BIND yields two replies.  A method
     selection naming a method that was not offered is a L{ProtocolError}.
+    The reply to a RESOLVE or RESOLVE_PTR ends the handshake in
+    L{HandshakeState.CLOSED}, successful or not: nothing follows it.
     """
 
     def __init__(self) -> None:
@@ -299,7 +323,7 @@ class ClientConnection(_Connection):
                 self._finish(established=False)
         elif isinstance(message, SOCKS4Reply | SOCKS5Reply):
             self._repliesReceived += 1
-            if not message.succeeded:
+            if not message.succeeded or self._command in LOOKUP_COMMANDS:
                 self._finish(established=False)
             elif self._command is Command.BIND and self._repliesReceived == 1:
                 self._expect(

@@ -13,6 +13,21 @@ class Command(IntEnum):
     CONNECT = 0x01
     BIND = 0x02
     UDP_ASSOCIATE = 0x03  # SOCKS5 only
+    #: Tor's extension (torspec socks-extensions.txt, section 2): resolve
+    #: the target name; the reply's address is the answer.  SOCKS4, SOCKS4a
+    #: and SOCKS5.
+    RESOLVE = 0xF0
+    #: Tor's reverse lookup: the target is an address; the SOCKS5 reply
+    #: names the host (ATYP 3).  SOCKS5 only.
+    RESOLVE_PTR = 0xF1
+
+
+#: The commands answered by one reply, after which the connection is over:
+#: nothing is relayed.
+LOOKUP_COMMANDS = frozenset({Command.RESOLVE, Command.RESOLVE_PTR})
+
+#: The commands a SOCKS4 or SOCKS4a request may carry.
+SOCKS4_COMMANDS = frozenset({Command.CONNECT, Command.BIND, Command.RESOLVE})
 
 
 class AddressType(IntEnum):

@@ -9,6 +9,7 @@ No reader ever needs more than a few hundred bytes to decide.
 
 import ipaddress
 import struct
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from ._addresses import (
@@ -20,6 +21,7 @@ from ._addresses import (
 )
 from ._constants import (
     MAX_SOCKS4_FIELD,
+    SOCKS4_COMMANDS,
     SOCKS4_REPLY_VERSION,
     SOCKS4_VERSION,
     SOCKS5_VERSION,
@@ -35,6 +37,7 @@ from ._constants import (
 from ._errors import ProtocolError
 
 _SOCKS4_HEADER = struct.Struct("!BBH4s")
+_ALL_COMMANDS = frozenset(Command)
 
 Buffer = bytes | bytearray
 
@@ -124,20 +127,26 @@ def _readNulTerminated(
     return bytes(data[offset:end]), end + 1
 
 
-def readSOCKS4Request(data: Buffer) -> tuple[SOCKS4Request, int] | None:
+def readSOCKS4Request(
+    data: Buffer, commands: Collection[int] = SOCKS4_COMMANDS
+) -> tuple[SOCKS4Request, int] | None:
     """
     Read a SOCKS4 or SOCKS4a request.
+
+    @param commands: The commands served; any other gets reply 91 as soon as
+        CD arrives.  By default CONNECT, BIND and Tor's RESOLVE (which Tor
+        takes over SOCKS4 and SOCKS4a alike).
     """
     if len(data) < _SOCKS4_HEADER.size:
         if data and data[0] != SOCKS4_VERSION:
             raise ProtocolError(f"not SOCKS4: version {data[0]}")
-        if len(data) >= 2 and data[1] not in (Command.CONNECT, Command.BIND):
+        if len(data) >= 2 and data[1] not in commands:
             raise ProtocolError(f"unknown SOCKS4 command {data[1]}", socks4Failure())
         return None
     version, command, port, address = _SOCKS4_HEADER.unpack_from(data)
     if version != SOCKS4_VERSION:
         raise ProtocolError(f"not SOCKS4: version {version}")
-    if command not in (Command.CONNECT, Command.BIND):
+    if command not in commands:
         raise ProtocolError(f"unknown SOCKS4 command {command}", socks4Failure())
     userField = _readNulTerminated(data, _SOCKS4_HEADER.size, "user ID")
     if userField is None:
@@ -377,15 +386,18 @@ class SOCKS5Request:
         )
 
 
-def readSOCKS5Request(data: Buffer) -> tuple[SOCKS5Request, int] | None:
+def readSOCKS5Request(
+    data: Buffer, commands: Collection[int] = _ALL_COMMANDS
+) -> tuple[SOCKS5Request, int] | None:
     """
-    Read a SOCKS5 request.  A bad version or RSV gets reply 0x01, an unknown
-    command 0x07, an unknown ATYP 0x08.
+    Read a SOCKS5 request.  A bad version or RSV gets reply 0x01, a command
+    not among C{commands} (by default every L{Command}) 0x07, an unknown
+    ATYP 0x08.
     """
     general = socks5Failure(SOCKS5ReplyCode.GENERAL_FAILURE)
     if data and data[0] != SOCKS5_VERSION:
         raise ProtocolError(f"SOCKS5 request with version {data[0]}", general)
-    if len(data) >= 2 and data[1] not in tuple(Command):
+    if len(data) >= 2 and data[1] not in commands:
         raise ProtocolError(
             f"unknown SOCKS5 command {data[1]:#04x}",
             socks5Failure(SOCKS5ReplyCode.COMMAND_NOT_SUPPORTED),

@@ -16,6 +16,8 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.iweb import IPolicyForHTTPS
 
+from .._addresses import normalizeHost
+from .._wire import AddressType
 from ._agent import socksAgent
 from ._bind import PendingBind, SOCKS4BindClient, SOCKS5BindClient
 from ._endpoints import (
@@ -33,6 +35,7 @@ from ._environment import (
     parseProxyURL,
     proxyFromEnvironment,
 )
+from ._resolve import SOCKS4Resolve, SOCKS5Resolve, SOCKS5ResolvePTR
 from ._udp import SOCKS5UDPAssociation, SOCKS5UDPClient
 
 
@@ -46,7 +49,8 @@ class SOCKSProxy:
     are checked when it is made; its clients are the existing
     L{SOCKS5ClientEndpoint}, L{SOCKS4ClientEndpoint}, L{socksAgent},
     L{SOCKS5BindClient}, L{SOCKS4BindClient} and L{SOCKS5UDPClient}, which
-    keep their behaviour.
+    keep their behaviour; L{resolve} and L{resolvePTR} ask the proxy to look
+    names up (Tor's extensions).
 
     @ivar version: 5 or 4.
     @ivar resolveLocally: Whether names are resolved here (C{socks5},
@@ -315,6 +319,75 @@ class SOCKSProxy:
                 reactor=self._reactor,
             )
         return client.bind(factory)
+
+    def resolve(self, name: str | bytes) -> Deferred[str]:
+        """
+        Ask the proxy for an address of C{name}, with Tor's RESOLVE command
+        (torspec socks-extensions.txt): over SOCKS5 whatever the scheme's
+        C{h} (the point is that the proxy resolves), over SOCKS4a for a
+        C{socks4a://} proxy (IPv4 answers only).  Our server, Tor and a few
+        others serve it; most proxies answer 0x07, command not supported.
+
+        @param name: A host name; an IP literal is answered as itself.
+        @return: A L{Deferred<twisted.internet.defer.Deferred>} that fires
+            with the address (IPv4 or IPv6 text), or fails as L{endpoint}'s
+            C{connect} does: L{socks_twisted.errors.HostUnreachableError}
+            when the name does not resolve (SOCKS4:
+            L{socks_twisted.errors.SOCKS4RejectedError}),
+            L{socks_twisted.errors.ConnectionNotAllowedError} when the rules
+            deny it, L{socks_twisted.errors.CommandNotSupportedError} when
+            the proxy does not serve RESOLVE.
+        @raise ValueError: The name cannot be sent, or the proxy is plain
+            SOCKS4 (C{socks4://}), which cannot carry a name.
+        """
+        if self.version == 5:
+            return SOCKS5Resolve(
+                name,
+                self.proxyEndpoint,
+                methods=self._methods,
+                credentials=self._credentials,
+                handshakeTimeout=self._handshakeTimeout,
+                reactor=self._reactor,
+            ).lookup()
+        if self.resolveLocally:
+            raise ValueError(
+                "a plain SOCKS4 proxy (socks4://) cannot be sent a name; "
+                "use socks4a:// or SOCKS5"
+            )
+        return SOCKS4Resolve(
+            name,
+            self.proxyEndpoint,
+            userID=self._userID,
+            handshakeTimeout=self._handshakeTimeout,
+            reactor=self._reactor,
+        ).lookup()
+
+    def resolvePTR(self, address: str | bytes) -> Deferred[str]:
+        """
+        Ask the proxy for the name of C{address}, with Tor's RESOLVE_PTR
+        command (SOCKS5 only).
+
+        @param address: An IPv4 or IPv6 literal.
+        @return: A L{Deferred<twisted.internet.defer.Deferred>} that fires
+            with the name, or fails as L{resolve}'s does
+            (L{socks_twisted.errors.HostUnreachableError} when the address
+            has no name).
+        @raise ValueError: C{address} is not an IP literal, or the proxy is
+            SOCKS4.
+        """
+        if self.version != 5:
+            raise ValueError("RESOLVE_PTR is SOCKS5 only; use a SOCKS5 proxy")
+        addressType, _ = normalizeHost(address)
+        if addressType is AddressType.DOMAIN:
+            raise ValueError(f"{address!r} is not an IP address")
+        return SOCKS5ResolvePTR(
+            address,
+            self.proxyEndpoint,
+            methods=self._methods,
+            credentials=self._credentials,
+            handshakeTimeout=self._handshakeTimeout,
+            reactor=self._reactor,
+        ).lookup()
 
     def udp(
         self,

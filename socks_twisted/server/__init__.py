@@ -11,9 +11,10 @@ How a session flows, module by module:
    credentials, then hands the request to its command's handler;
  - L{_command}: the one interface every handler implements: a request in, a
    cancellable L{Deferred<twisted.internet.defer.Deferred>} of the outcome
-   out; L{_connect}, L{_bind} and
-   L{_associate} are the three handlers (L{_udp} is the association's
-   datagram relay, L{_target} the connection to the other side);
+   out; L{_connect}, L{_bind}, L{_associate} and L{_lookup} (Tor's RESOLVE
+   and RESOLVE_PTR, through L{_resolve}) are the handlers (L{_udp} is the
+   association's datagram relay, L{_target} the connection to the other
+   side);
  - L{socks_twisted.relay}: pumps bytes once the session relays;
    L{_throttling} caps its bandwidth;
  - L{_sessionlog}: the escaped start and end events of each session;

@@ -4,8 +4,9 @@ The interface between a session and the commands it serves.
 A session reads and checks a request, then hands it to the command's
 handler, which returns a
 L{Deferred<twisted.internet.defer.Deferred>} of the outcome: the other side of a
-relay (CONNECT, BIND) or a UDP association, each with the address the
-success reply names.  A handler that cannot serve the request fails the
+relay (CONNECT, BIND), a UDP association, each with the address the
+success reply names, or the answer to a lookup (Tor's RESOLVE and
+RESOLVE_PTR).  A handler that cannot serve the request fails the
 L{Deferred<twisted.internet.defer.Deferred>} with L{RefusedError}, naming the
 reply code and the reason.  Cancelling the L{Deferred<twisted.internet.defer.Deferred>}
 (the client left, the handshake deadline passed)
@@ -100,7 +101,17 @@ class Associated:
     replyAddress: tuple[str, int]
 
 
-Outcome = Relayed | Associated
+@dataclass(frozen=True)
+class Resolved:
+    """
+    RESOLVE or RESOLVE_PTR succeeded: the one reply names C{answer} (an
+    address, or for RESOLVE_PTR a name) with port 0, and the session ends.
+    """
+
+    answer: str
+
+
+Outcome = Relayed | Associated | Resolved
 
 
 class CommandContext(Protocol):

@@ -7,11 +7,14 @@ from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 from twisted.cred.portal import Portal
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
 from twisted.internet.interfaces import (
     IAddress,
     IDelayedCall,
+    IReactorFromThreads,
     IReactorPluggableNameResolver,
+    IReactorThreads,
     IReactorTime,
     IReactorUDP,
     IStreamClientEndpoint,
@@ -27,7 +30,7 @@ from ._limits import BACK_OFF, PER_CLIENT, RATE, Limiter, clientKey
 from ._metrics import ServerMetrics
 from ._outbound import ConnectReactor, endpointFor
 from ._own import OwnAddresses
-from ._resolve import resolveName
+from ._resolve import ReverseResolver, resolveName
 from ._session import SOCKSServerProtocol
 from ._settings import (
     Dialler,
@@ -38,6 +41,7 @@ from ._settings import (
     SimpleDialler,
     UDPOpener,
 )
+from ._settings import ReverseResolver as _Reverser
 
 _log = Logger()
 
@@ -73,7 +77,10 @@ class SOCKSServerFactory(Factory):
     @param listenUDP: Opens the UDP port of an association on an interface;
         by default the reactor's, on an ephemeral port.
     @param resolve: Resolves a name to the addresses of one family (for BIND
-        peers and UDP targets); by default the reactor's resolver.
+        peers, UDP targets and RESOLVE); by default the reactor's resolver.
+    @param reverse: Looks an address up for its name (RESOLVE_PTR); by
+        default C{getnameinfo} in the reactor's thread pool, a few at a time
+        (L{ReverseResolver}).
 
     @ivar sessions: The sessions open now.
     @ivar ownAddresses: Where this server listens: never a destination.
@@ -90,6 +97,7 @@ class SOCKSServerFactory(Factory):
         listenFor: ListenerMaker | None = None,
         listenUDP: UDPOpener | None = None,
         resolve: Resolver | None = None,
+        reverse: _Reverser | None = None,
         metrics: ServerMetrics | None = None,
         **fields: Any,
     ) -> None:
@@ -112,6 +120,7 @@ class SOCKSServerFactory(Factory):
             listenUDP=listenUDP
             or (lambda interface, p: full.listenUDP(0, p, interface, 65535)),
             resolve=resolve or (lambda name, family: resolveName(full, name, family)),
+            reverse=reverse or _defaultReverse(full),
         )
         self.ownAddresses = OwnAddresses()
         self._rules: tuple[Rule, ...] = ()
@@ -366,10 +375,33 @@ def _defaultDialler(reactor: "_FullReactor") -> Dialler:
     return dial
 
 
-class _FullReactor(ConnectReactor, IReactorUDP, IReactorPluggableNameResolver):
+class _FullReactor(
+    ConnectReactor,
+    IReactorUDP,
+    IReactorPluggableNameResolver,
+    IReactorThreads,
+    IReactorFromThreads,
+):
     """
-    What the default dialler, listeners and resolver need of a reactor.
+    What the default dialler, listeners and resolvers need of a reactor.
     """
+
+
+def _defaultReverse(reactor: _FullReactor) -> _Reverser:
+    """
+    Reverse lookups in the reactor's thread pool, made when the first one
+    is asked for: a server that never gets RESOLVE_PTR (or whose reactor
+    has no threads, as in tests) starts no pool.
+    """
+    resolver: ReverseResolver | None = None
+
+    def reverse(address: str) -> "Deferred[str]":
+        nonlocal resolver
+        if resolver is None:
+            resolver = ReverseResolver(reactor, reactor.getThreadPool())
+        return resolver(address)
+
+    return reverse
 
 
 def _listenerFor(reactor: _FullReactor, interface: str) -> IStreamServerEndpoint:

@@ -108,7 +108,7 @@ CONNECT_BUCKETS: tuple[float, ...] = (
 # (at 0) from the first scrape: rate() and increase() of a series that
 # appears only with its first event miss that event.  Only small fixed sets;
 # sessions_total's combinations are left to appear as they happen.
-_COMMANDS = ("connect", "bind", "udp")
+_COMMANDS = ("connect", "bind", "udp", "resolve", "resolve_ptr")
 _DIRECTIONS = ("up", "down")
 _REFUSAL_REASONS = (
     "max_sessions",
@@ -296,7 +296,8 @@ class ServerMetrics:
         """
         A session's request has been read: one more active session.
 
-        @param command: C{"connect"}, C{"bind"} or C{"udp"}.
+        @param command: C{"connect"}, C{"bind"}, C{"udp"}, C{"resolve"} or
+            C{"resolve_ptr"}.
         """
         self._activeChild(command).inc()
 
@@ -313,7 +314,8 @@ class ServerMetrics:
         as active, one fewer active session.
 
         @param version: C{"4"}, C{"4a"}, C{"5"}, or C{"-"} if not known.
-        @param command: C{"connect"}, C{"bind"}, C{"udp"}, or C{"-"}.
+        @param command: C{"connect"}, C{"bind"}, C{"udp"}, C{"resolve"},
+            C{"resolve_ptr"}, or C{"-"}.
         @param outcome: C{"success"}, C{"refused"}, C{"unreachable"},
             C{"timeout"}, C{"denied"}, C{"auth_failed"},
             C{"protocol_error"}, C{"client_left"}, C{"limit"} or

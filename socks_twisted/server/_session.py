@@ -28,6 +28,7 @@ from .._addresses import formatAddress, formatHostPort, isUnspecified
 from .._bandwidth import BucketRegistry, Throttle
 from .._transport import StreamTransport, streamTransport, writeNow
 from .._wire import (
+    LOOKUP_COMMANDS,
     NEED_DATA,
     AuthMethod,
     Command,
@@ -60,12 +61,14 @@ from ._command import (
     RefusedError,
     Relayed,
     Request,
+    Resolved,
     deniedBy,
 )
 from ._connect import connect
 from ._foreign import HTTP_ANSWER, LONGEST_PREFIX, Foreign, identify
 from ._idle import IdleWatch
 from ._limits import PER_USER, RATE, Limiter
+from ._lookup import resolve, resolvePTR
 from ._metrics import ServerMetrics, SessionCounts
 from ._own import OwnAddresses
 from ._sessionlog import clientName, logSession, logSessionStart
@@ -83,7 +86,12 @@ HANDLERS: dict[Command, Handler] = {
     Command.CONNECT: connect,
     Command.BIND: bind,
     Command.UDP_ASSOCIATE: associate,
+    Command.RESOLVE: resolve,
+    Command.RESOLVE_PTR: resolvePTR,
 }
+
+#: The commands served without Tor's extensions (C{torResolve} off).
+_WITHOUT_TOR = frozenset(Command) - LOOKUP_COMMANDS
 
 
 class _Phase(Enum):
@@ -119,6 +127,8 @@ _POLICY_COMMANDS = {
     Command.CONNECT: "connect",
     Command.BIND: "bind",
     Command.UDP_ASSOCIATE: "udp",
+    Command.RESOLVE: "resolve",
+    Command.RESOLVE_PTR: "resolve_ptr",
 }
 
 #: How a refusal by the per-user limits is logged.
@@ -207,7 +217,9 @@ class SOCKSServerProtocol(_Protocol):
         self.network: Network = factory.network
         self.ownAddresses: OwnAddresses = factory.ownAddresses
         self.reactor: IReactorTime = factory.reactor
-        self._wire = ServerConnection()
+        self._wire = ServerConnection(
+            None if self.settings.torResolve else _WITHOUT_TOR
+        )
         self._phase = _Phase.HANDSHAKE
         self._deadline: IDelayedCall | None = None
         self._lingerCall: IDelayedCall | None = None
@@ -577,6 +589,8 @@ class SOCKSServerProtocol(_Protocol):
         self._pending = None
         if isinstance(outcome, Relayed):
             self._relayTo(outcome.target, outcome.replyAddress)
+        elif isinstance(outcome, Resolved):
+            self._answered(outcome.answer)
         else:
             self._associated(outcome)
 
@@ -712,6 +726,18 @@ class SOCKSServerProtocol(_Protocol):
             self._close("client closed the UDP control connection", outcome="success")
             self._client.loseConnection()
 
+    def _answered(self, answer: str) -> None:
+        """
+        A lookup (RESOLVE, RESOLVE_PTR) succeeded: reply with the answer,
+        port 0 as Tor does, and end the session.
+        """
+        self._cancelGrace()
+        self._earlyData.clear()
+        self.replyCode = 0
+        self.outcome = "success"
+        self._client.write(self._wire.send(self._success(answer, 0)))
+        self._close(f"answered {answer}", outcome="success")
+
     def _endAssociation(self) -> None:
         association, self._association = self._association, None
         port, self._udpPort = self._udpPort, None
@@ -765,6 +791,8 @@ class SOCKSServerProtocol(_Protocol):
     def _phaseName(self) -> str:
         if self._phase is _Phase.CONNECTING and self.command is Command.BIND:
             return "waiting for the BIND peer"
+        if self._phase is _Phase.CONNECTING and self.command in LOOKUP_COMMANDS:
+            return "resolving"
         return self._phase.value
 
     def _refuse(self, code: SOCKS5ReplyCode, reason: str) -> None:

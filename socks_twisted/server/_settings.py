@@ -51,6 +51,8 @@ ListenerMaker = Callable[[str], IStreamServerEndpoint]
 UDPOpener = Callable[[str, DatagramProtocol], IListeningPort]
 #: Resolves a name to the addresses of one family.
 Resolver = Callable[[str, int], "defer.Deferred[list[str]]"]
+#: Looks an address up for its name (RESOLVE_PTR).
+ReverseResolver = Callable[[str], "defer.Deferred[str]"]
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,9 @@ class ServerSettings:
     @ivar splice: Relay with splice(2) where the platform and both
         connections allow it (see L{socks_twisted.relay}); C{False} copies
         every byte through Python.
+    @ivar torResolve: Serve Tor's RESOLVE and RESOLVE_PTR commands
+        (torspec socks-extensions.txt); when C{False} they get reply 0x07
+        (SOCKS4: 91), as any unknown command does.
     """
 
     portal: Portal | None = None
@@ -99,6 +104,7 @@ class ServerSettings:
     bandwidthPerSession: int | None = None
     bandwidthPerUser: int | None = None
     splice: bool = True
+    torResolve: bool = True
 
 
 @dataclass(frozen=True)
@@ -110,10 +116,12 @@ class Network:
     @ivar dial: Makes the endpoint that dials a target.
     @ivar listen: Makes the endpoint a BIND listener listens on.
     @ivar listenUDP: Opens the UDP port of an association.
-    @ivar resolve: Resolves names for BIND peers and UDP targets.
+    @ivar resolve: Resolves names for BIND peers, UDP targets and RESOLVE.
+    @ivar reverse: Looks addresses up for their names (RESOLVE_PTR).
     """
 
     dial: Dialler
     listen: ListenerMaker
     listenUDP: UDPOpener
     resolve: Resolver
+    reverse: ReverseResolver

@@ -305,7 +305,7 @@ class ServerMetricsTests(SynchronousTestCase):
             "no_rule",
         ]:
             self.assertEqual(self.value("socks_refused_total", {"reason": reason}), 0.0)
-        for command in ["connect", "bind", "udp"]:
+        for command in ["connect", "bind", "udp", "resolve", "resolve_ptr"]:
             self.assertEqual(
                 self.value("socks_sessions_active", {"command": command}), 0.0
             )

@@ -302,9 +302,9 @@ class ServerRequestRejectionTests(RejectionTestCase):
     def test_unknownCommand(self) -> None:
         """
         CMD 0x09 gets command not supported (07); so do 0x00 and tor's
-        RESOLVE (0xF0).
+        CONNECT_DIR (0xF2, withdrawn from tor long ago).
         """
-        for command in ("09", "00", "f0"):
+        for command in ("09", "00", "f2"):
             self.assertRejected(
                 serverAwaitingRequest,
                 bytes.fromhex(f"05 {command} 00 01 7f000001 0050"),
