@@ -40,6 +40,7 @@ from ._metricsservice import metricsService
 from ._reload import Reloader, withConfig
 from ._sighup import SIGHUPService, logIgnored
 from ._startup import ListeningService, StartupError
+from ._workers import sharable, supervisedService, workerCount
 from .auth import portalFor
 from .config import Config, ConfigError, loadConfig
 from .server import ServerSettings, SOCKSServerFactory
@@ -224,6 +225,14 @@ class Options(usage.Options, AuthOptionMixin):
             logFormat,
         ],
         [
+            "workers",
+            None,
+            1,
+            "Worker processes serving the same ports, or 'auto' for one per "
+            "usable core; with more than 1 this process supervises them.",
+            workerCount,
+        ],
+        [
             "drain-timeout",
             None,
             10.0,
@@ -251,6 +260,8 @@ class Options(usage.Options, AuthOptionMixin):
         over the configuration file.
         """
         args = sys.argv[1:] if options is None else options
+        #: The command line as given: workers parse it again (--workers).
+        self.argv = list(args)
         for arg in args:
             if arg == "--":
                 break
@@ -419,6 +430,14 @@ class Options(usage.Options, AuthOptionMixin):
         if self["log-format"] not in LOG_FORMATS:
             raise usage.UsageError(f"--log-format must be {' or '.join(LOG_FORMATS)}")
         self["listeners"] = self.listeners()
+        if self["workers"] > 1:
+            for listener in self["listeners"]:
+                if not sharable(listener.description):
+                    raise usage.UsageError(
+                        f"--workers: {listener.description!r} cannot be shared "
+                        "with workers (tcp, tcp6, unix and systemd can, also "
+                        "inside haproxy:)"
+                    )
         if self["metrics"] is not None:
             self["metricsListener"] = self._listener("metrics", self["metrics"])
         authenticated = bool(self.get("credCheckers")) or self["users"] is not None
@@ -490,6 +509,8 @@ def makeService(options: dict[str, Any]) -> IService:
     """
     from twisted.internet import reactor
 
+    if options.get("workers", 1) > 1:
+        return supervisedService(reactor, options, getattr(options, "argv", []))
     checkers = list(options.get("credCheckers") or [])
     users: UsersFile | None = options.get("users")
     checker = None

@@ -177,6 +177,8 @@ class ServerMetrics:
             " ended, by command.",
             ("command",),
             registry=registry,
+            # Across worker processes (--workers), the sum of the live ones.
+            multiprocess_mode="livesum",
         )
         self._bytes = Counter(
             "socks_bytes",
@@ -435,18 +437,23 @@ class ServerMetrics:
         resource is a WSGI application): a scrape does not hold the reactor
         up, and the metrics are thread-safe.
         """
-        # Imported here, not at the top: prometheus_client.twisted imports
-        # twisted.internet.reactor, which installs the default reactor, and
-        # importing this module must not (twistd installs the one asked for
-        # after importing the plugins).
-        from prometheus_client.twisted import MetricsResource
+        return _resourceFor(self.registry)
 
-        # MetricsResource is an unannotated lambda.
-        # prometheus_client.twisted.MetricsResource is an unannotated lambda.
-        resource: IResource = MetricsResource(  # type: ignore[no-untyped-call]
-            registry=self.registry
-        )
-        return resource
+
+def _resourceFor(registry: CollectorRegistry) -> IResource:
+    """
+    Serve C{registry} as L{ServerMetrics.resource} does.
+    """
+    # Imported here, not at the top: prometheus_client.twisted imports
+    # twisted.internet.reactor, which installs the default reactor, and
+    # importing this module must not (twistd installs the one asked for
+    # after importing the plugins).
+    from prometheus_client.twisted import MetricsResource
+
+    # MetricsResource is an unannotated lambda: mypy's untyped_calls_exclude
+    # for prometheus_client applies.
+    resource: IResource = MetricsResource(registry=registry)
+    return resource
 
 
 class _Root(Resource):
@@ -492,6 +499,21 @@ class _QuietSite(Site):
         """
         Log nothing.
         """
+
+
+def workersMetricsSite(directory: str) -> Site:
+    """
+    A web site serving, at C{/metrics}, the sum of the metrics that worker
+    processes keep in C{prometheus_client}'s multiprocess files in
+    C{directory} (see L{socks_twisted._workers}).
+    """
+    from prometheus_client import multiprocess
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=directory)
+    root = _Root()
+    root.putChild(b"metrics", _resourceFor(registry))
+    return _QuietSite(root)
 
 
 def metricsSite(metrics: ServerMetrics) -> Site:

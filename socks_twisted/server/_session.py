@@ -196,6 +196,10 @@ class SOCKSServerProtocol(_Protocol):
     C{dataReceived} is one write to the target's transport.
     """
 
+    #: Put before every session id: a worker's number and a dot under
+    #: C{--workers}, so that ids stay unique across the worker processes.
+    sessionPrefix = ""
+
     def __init__(
         self,
         factory: SessionFactory,
@@ -256,7 +260,7 @@ class SOCKSServerProtocol(_Protocol):
         #: The rule that decided the request, if the rules were asked.
         self.rule: str | None = None
         #: Short, unique in this process: in every log line of the session.
-        self.sessionID = format(next(_SESSION_IDS), "x")
+        self.sessionID = self.sessionPrefix + format(next(_SESSION_IDS), "x")
         self._requestRead: float | None = None
         self._counted = SessionCounts(factory.metrics)
 
