@@ -3,7 +3,6 @@ The server's default dialler: how a target is reached, through only the
 addresses the policy allows, from the source address it names.
 """
 
-import ipaddress
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -26,6 +25,7 @@ from twisted.internet.interfaces import (
 from zope.interface import implementer
 
 from .._addresses import hostAndPort
+from .._wire import parseIP
 
 #: Whether an address a name resolved to may be dialled.
 AddressFilter = Callable[[str], bool]
@@ -125,9 +125,8 @@ def endpointFor(
     @param bindAddress: The source address of the connection, if any.
     """
     source = (bindAddress, 0) if bindAddress is not None else None
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
+    address = parseIP(host)
+    if address is None:
         dialling: Any = reactor
         if accept is not None and IReactorPluggableNameResolver.providedBy(reactor):
             resolver = FilteringResolver(reactor.nameResolver, accept)
