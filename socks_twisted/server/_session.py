@@ -26,7 +26,7 @@ from zope.interface import implementer
 
 from .._addresses import formatAddress, formatHostPort, isUnspecified
 from .._bandwidth import BucketRegistry, Throttle
-from .._transport import StreamTransport, streamTransport
+from .._transport import StreamTransport, streamTransport, writeNow
 from .._wire import (
     NEED_DATA,
     AuthMethod,
@@ -281,7 +281,7 @@ class SOCKSServerProtocol(_Protocol):
         """
         Send an interim success reply (BIND's first).
         """
-        self._client.write(self._wire.send(self._success(host, port)))
+        self._reply(self._success(host, port))
 
     # Protocol events
 
@@ -430,12 +430,10 @@ class SOCKSServerProtocol(_Protocol):
             else AuthMethod.NO_AUTHENTICATION
         )
         if wanted in greeting.methods:
-            self._client.write(self._wire.send(MethodSelection(wanted)))
+            self._reply(MethodSelection(wanted))
         else:
             offered = ", ".join(f"{m:#04x}" for m in greeting.methods)
-            self._client.write(
-                self._wire.send(MethodSelection(AuthMethod.NO_ACCEPTABLE_METHODS))
-            )
+            self._reply(MethodSelection(AuthMethod.NO_ACCEPTABLE_METHODS))
             self.replyCode = AuthMethod.NO_ACCEPTABLE_METHODS
             self.factory.metrics.authFailed("no acceptable method")
             self._close(
@@ -460,13 +458,13 @@ class SOCKSServerProtocol(_Protocol):
         assert self.user is not None
         refusal = self.factory.limiter.admitUser(self.user)
         if refusal is not None:
-            self._client.write(self._wire.send(UsernamePasswordStatus(1)))
+            self._reply(UsernamePasswordStatus(1))
             self.replyCode = 1
             self.factory.metrics.refused(refusal)
             self._close(f"refused: {_USER_LIMIT_NAMES[refusal]}", outcome="limit")
             return
         self._admittedUser = self.user
-        self._client.write(self._wire.send(UsernamePasswordStatus(0)))
+        self._reply(UsernamePasswordStatus(0))
         self._phase = _Phase.HANDSHAKE
         self._release()
         self._advance()
@@ -487,7 +485,7 @@ class SOCKSServerProtocol(_Protocol):
                 session=self.sessionID,
             )
             reason = "authentication failed: the credential checker raised an error"
-        self._client.write(self._wire.send(UsernamePasswordStatus(1)))
+        self._reply(UsernamePasswordStatus(1))
         self.replyCode = 1
         self.factory.metrics.authFailed("username/password")
         self._close(reason, outcome="auth_failed")
@@ -657,7 +655,7 @@ class SOCKSServerProtocol(_Protocol):
         self._association, self._udpPort = outcome.association, outcome.port
         self.replyCode = 0
         self.outcome = "success"
-        self._client.write(self._wire.send(self._success(*outcome.replyAddress)))
+        self._reply(self._success(*outcome.replyAddress))
         self._watchIdle(self.settings.udpTimeout, outcome.association.activity)
         if self._clientEOF:
             self._close("client closed the UDP control connection", outcome="success")
@@ -671,6 +669,17 @@ class SOCKSServerProtocol(_Protocol):
         if association is not None:
             self._flushDatagrams(association)
             association.logEnd(self._clientName(), self.reason or "client left")
+
+    def _reply(
+        self,
+        message: MethodSelection | UsernamePasswordStatus | SOCKS4Reply | SOCKS5Reply,
+    ) -> None:
+        """
+        Send a handshake reply at once: the client waits for it, so a turn
+        of the reactor (and two C{epoll_ctl} calls) saved is latency and
+        CPU saved; L{writeNow} keeps the order of bytes.
+        """
+        writeNow(self._client, self._wire.send(message))
 
     def _success(self, host: str, port: int) -> SOCKS4Reply | SOCKS5Reply:
         if self._wire.version == 4:
@@ -729,7 +738,7 @@ class SOCKSServerProtocol(_Protocol):
         else:
             reply = SOCKS5Reply(code)
         self.replyCode = reply.code
-        self._client.write(self._wire.send(reply))
+        self._reply(reply)
         if code is SOCKS5ReplyCode.NOT_ALLOWED and self.rule is not None:
             self.factory.metrics.denied(self.rule)
         self._close(f"{reason} ({_REPLY_NAMES[code]})", outcome=_OUTCOMES[code])
@@ -751,7 +760,7 @@ class SOCKSServerProtocol(_Protocol):
         if finalBytes:
             if self.replyCode is None and finalBytes[:1] in (b"\x00", b"\x05"):
                 self.replyCode = finalBytes[1] if len(finalBytes) > 1 else None
-            self._client.write(finalBytes)
+            writeNow(self._client, finalBytes)
         if self._clientEOF:
             self._client.loseConnection()  # nothing more will come to drain
         else:
