@@ -514,7 +514,10 @@ def makeService(options: dict[str, Any]) -> IService:
         factory.addListeningAddress(port.getHost())
 
     service = ServerService(
-        IReactorCore(reactor), factory, options.get("drain-timeout", 10.0)
+        IReactorCore(reactor),
+        factory,
+        options.get("drain-timeout", 10.0),
+        freezeHeap=True,
     )
     children: list[Service] = [SIGHUPService(IReactorFromThreads(reactor), onHangup)]
     for listener in options["listeners"]:
