@@ -230,6 +230,7 @@ class SOCKSServerProtocol(_Protocol):
         #: Short, unique in this process: in every log line of the session.
         self.sessionID = format(next(_SESSION_IDS), "x")
         self._requestRead: float | None = None
+        self._clientNameText: str | None = None
         self._counted = SessionCounts(factory.metrics)
 
     # What a command handler sees (CommandContext)
@@ -846,7 +847,11 @@ class SOCKSServerProtocol(_Protocol):
         )
 
     def _clientName(self) -> str:
-        return clientName(self._client.getPeer(), self._host)
+        # Both log lines (and a UDP association's) name the client: worked
+        # out once, as the client's address does not change.
+        if self._clientNameText is None:
+            self._clientNameText = clientName(self._client.getPeer(), self._host)
+        return self._clientNameText
 
     def _endSession(self) -> None:
         """
