@@ -19,6 +19,7 @@ from twisted.internet.interfaces import (
     IResolutionReceiver,
 )
 from twisted.internet.protocol import Factory, Protocol, ServerFactory
+from twisted.internet.testing import MemoryReactor
 from twisted.trial.unittest import TestCase
 from zope.interface import implementer
 
@@ -183,6 +184,31 @@ class FilteredDialTests(TestCase):
             bindAddress="127.0.0.4",
         )
         self.assertEqual([peer for _, peer in accepted], ["127.0.0.3", "127.0.0.4"])
+
+    def test_ipLiteralDialledDirectly(self) -> None:
+        """
+        An IP literal of either family is dialled with C{connectTCP} itself,
+        with the connect timeout and the source address asked for, and no
+        resolver is asked, even when a filter is given.
+        """
+        for host, source in (("127.0.0.1", "127.0.0.5"), ("::1", "::1")):
+            memory = MemoryReactor()
+            resolver = FixedResolver([])
+            memory.nameResolver = resolver
+            endpoint = endpointFor(
+                cast(ConnectReactor, memory),
+                host,
+                1080,
+                7.5,
+                accept=lambda address: False,
+                bindAddress=source,
+            )
+            endpoint.connect(Factory.forProtocol(Protocol))
+            [(dialled, port, _, timeout, bindAddress)] = memory.tcpClients
+            self.assertEqual(
+                (dialled, port, timeout, bindAddress), (host, 1080, 7.5, (source, 0))
+            )
+            self.assertEqual(resolver.lookups, 0)
 
     def test_resolvingThroughKeepsTheRest(self) -> None:
         """

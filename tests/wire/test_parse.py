@@ -1,7 +1,8 @@
 """
-Tests for the cached parsing of host strings in L{socks_twisted._wire} and
-L{socks_twisted._addresses}: a cached answer is the answer an uncached
-C{ipaddress} parse gives, for every kind of host.
+Tests for what L{socks_twisted._wire} and L{socks_twisted._addresses} keep
+once worked out: a cached parse is the answer an uncached C{ipaddress} parse
+gives, for every kind of host, and a kept failure reply is the one the
+encoder makes.
 """
 
 from __future__ import annotations
@@ -13,12 +14,16 @@ from twisted.trial.unittest import SynchronousTestCase
 from socks_twisted._addresses import isUnspecified, unmapped
 from socks_twisted._wire import (
     AddressType,
+    ProtocolError,
+    SOCKS5Reply,
+    SOCKS5ReplyCode,
     addressTypeOf,
     encodeSOCKS5Address,
     normalizeIP,
     parseIP,
 )
 from socks_twisted._wire._addresses import decodeSOCKS5Address
+from socks_twisted._wire._messages import readSOCKS5Request, socks5Failure
 
 #: Hosts of every kind, some of them spelled in more than one way.
 HOSTS = [
@@ -99,3 +104,37 @@ class ParseIPTests(SynchronousTestCase):
                 decodeSOCKS5Address(encoded, 0, None, None),
                 (str(ipaddress.ip_address(host)), 1080, len(encoded)),
             )
+
+
+class FailureReplyTests(SynchronousTestCase):
+    """
+    The failure replies kept once made are the replies the encoder makes.
+    """
+
+    def test_everyCode(self) -> None:
+        """
+        For every byte value, asked twice, L{socks5Failure} is the encoding
+        of a L{SOCKS5Reply} with that code and an all-zero IPv4 address.
+        """
+        for code in range(256):
+            expected = SOCKS5Reply(code).toBytes()
+            self.assertEqual(expected, bytes([5, code, 0, 1, 0, 0, 0, 0, 0, 0]))
+            for _ in range(2):
+                self.assertEqual(socks5Failure(code), expected)
+
+    def test_requestErrorsCarryTheirReplies(self) -> None:
+        """
+        Each error a request can have carries its own reply: general
+        failure for a bad version or RSV, 07 for an unknown command, 08
+        for an unknown address type.
+        """
+        cases = {
+            b"\x04\x01\x00\x01": SOCKS5ReplyCode.GENERAL_FAILURE,
+            b"\x05\x09\x00\x01": SOCKS5ReplyCode.COMMAND_NOT_SUPPORTED,
+            b"\x05\x01\x01\x01": SOCKS5ReplyCode.GENERAL_FAILURE,
+            b"\x05\x01\x00\x09": SOCKS5ReplyCode.ADDRESS_TYPE_NOT_SUPPORTED,
+            b"\x05\x01\x00\x03\x00": SOCKS5ReplyCode.GENERAL_FAILURE,
+        }
+        for data, code in cases.items():
+            error = self.assertRaises(ProtocolError, readSOCKS5Request, data)
+            self.assertEqual(error.reply, SOCKS5Reply(code).toBytes(), data)
