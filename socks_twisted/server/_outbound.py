@@ -135,7 +135,48 @@ def endpointFor(
             dialling, host, port, timeout=timeout, bindAddress=source
         )
     if address.version == 4:
-        return TCP4ClientEndpoint(
+        return _TimedTCP4ClientEndpoint(
             reactor, host, port, timeout=timeout, bindAddress=source
         )
-    return TCP6ClientEndpoint(reactor, host, port, timeout=timeout, bindAddress=source)
+    return _TimedTCP6ClientEndpoint(
+        reactor, host, port, timeout=timeout, bindAddress=source
+    )
+
+
+class _TimedTCP4ClientEndpoint(TCP4ClientEndpoint):
+    """
+    An IPv4 literal's endpoint from L{endpointFor}: C{connectTCP} gives up
+    after the connect timeout itself.
+    """
+
+
+class _TimedTCP6ClientEndpoint(TCP6ClientEndpoint):
+    """
+    An IPv6 literal's endpoint from L{endpointFor}: C{connectTCP} gives up
+    after the connect timeout itself.
+    """
+
+    # Twisted leaves this constructor unannotated.
+    def __init__(
+        self,
+        reactor: ConnectReactor,
+        host: str,
+        port: int,
+        *,
+        timeout: float,
+        bindAddress: tuple[str, int] | None,
+    ) -> None:
+        TCP6ClientEndpoint.__init__(
+            self, reactor, host, port, timeout=timeout, bindAddress=bindAddress
+        )
+
+
+def timesItself(endpoint: IStreamClientEndpoint) -> bool:
+    """
+    Whether C{endpoint} is one L{endpointFor} made for an IP literal, whose
+    connection attempt fails by itself once the connect timeout it was given
+    is over; the caller need not time it too.  Any other endpoint (a name's,
+    whose look-up the TCP timeout does not cover, or one an embedding
+    program's dialler made) is not known to.
+    """
+    return isinstance(endpoint, _TimedTCP4ClientEndpoint | _TimedTCP6ClientEndpoint)
