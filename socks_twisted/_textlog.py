@@ -40,8 +40,9 @@ class _SecondCache:
     """
 
     def __init__(self) -> None:
-        self._second: int | None = None
-        self._text = ""
+        # One tuple, replaced whole: events can be logged from threads, and
+        # a second's text must never be paired with another second.
+        self._cached: tuple[int, str] | None = None
 
     def __call__(self, when: float | None) -> str:
         if when is None:
@@ -51,10 +52,10 @@ class _SecondCache:
         # could tell another second than int(): ask Twisted.
         if when < 0 or when - second >= 0.999999:
             return formatTime(when, timeFormatRFC3339)
-        if second != self._second:
-            self._text = formatTime(second, timeFormatRFC3339)
-            self._second = second
-        return self._text
+        cached = self._cached
+        if cached is None or cached[0] != second:
+            cached = self._cached = (second, formatTime(second, timeFormatRFC3339))
+        return cached[1]
 
 
 def _system(event: LogEvent) -> str:
