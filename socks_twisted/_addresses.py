@@ -10,6 +10,7 @@ unspecified address names the proxy's own) are written once.
 
 import ipaddress
 import socket
+from functools import lru_cache
 
 from twisted.internet.address import (
     HostnameAddress,
@@ -19,7 +20,7 @@ from twisted.internet.address import (
 )
 from twisted.internet.interfaces import IAddress
 
-from ._wire import AddressType, addressTypeOf, encodeName, normalizeIP
+from ._wire import AddressType, addressTypeOf, encodeName, normalizeIP, parseIP
 
 __all__ = [
     "TunnelAddress",
@@ -73,6 +74,8 @@ def normalizeHost(host: str | bytes) -> tuple[AddressType, str]:
     return addressType, normalizeIP(text)
 
 
+# Cached: the limits key every client connection by it.
+@lru_cache(maxsize=4096)
 def unmapped(host: str) -> str:
     """
     The canonical text of an IP literal, with an IPv4-mapped IPv6 address
@@ -89,9 +92,8 @@ def isUnspecified(host: str) -> bool:
     """
     Whether C{host} is C{0.0.0.0} or C{::} (a name never is).
     """
-    if addressTypeOf(host) is AddressType.DOMAIN:
-        return False
-    return ipaddress.ip_address(host.split("%", 1)[0]).is_unspecified
+    address = parseIP(host)
+    return address is not None and address.is_unspecified
 
 
 def familyOf(host: str) -> int | None:
@@ -135,9 +137,8 @@ def addressFor(host: str | bytes, port: int) -> TunnelAddress:
     @param port: The TCP port.
     """
     text = host.decode("ascii") if isinstance(host, bytes) else host
-    try:
-        parsed = ipaddress.ip_address(text)
-    except ValueError:
+    parsed = parseIP(text)
+    if parsed is None:
         raw = host if isinstance(host, bytes) else host.encode("ascii")
         return HostnameAddress(raw, port)
     if parsed.version == 4:

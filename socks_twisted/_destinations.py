@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -54,6 +55,10 @@ def unmappedAddress(address: IPAddress) -> IPAddress:
     return address
 
 
+# Cached: the rules are asked about the client and the target of every
+# request, and again at every connection about the client, always a few
+# strings; a bounded cache keeps a flood of names from growing it.
+@lru_cache(maxsize=4096)
 def parseAddress(text: str) -> IPAddress | None:
     """
     The address an IP literal names (a scope and an IPv4 mapping removed), or

@@ -15,6 +15,7 @@ endpoint) keep running until the reactor stops.
 
 from __future__ import annotations
 
+import gc
 import signal
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
@@ -246,6 +247,9 @@ class ServerService(MultiService):
     @ivar drainTimeout: Seconds a drain gives the sessions.
     @ivar onParent: Called with what the service is given as its parent
         (twistd's application), before it joins it.
+    @ivar freezeHeap: Whether starting freezes the objects made so far
+        (L{gc.freeze}): for a process that is the server, not for a program
+        that embeds it or a test run.
     """
 
     def __init__(
@@ -255,8 +259,10 @@ class ServerService(MultiService):
         drainTimeout: float,
         *,
         installHandler: InstallHandler = signal.signal,
+        freezeHeap: bool = False,
     ) -> None:
         MultiService.__init__(self)
+        self.freezeHeap = freezeHeap
         self.reactor = reactor
         self.factory = factory
         self.drainTimeout = drainTimeout
@@ -282,6 +288,12 @@ class ServerService(MultiService):
         """
         MultiService.startService(self)
         self._whenRunning = self.reactor.callWhenRunning(self._catch, signal.SIGTERM)
+        if self.freezeHeap:
+            # Everything made so far (modules, plugins, the listeners) lives
+            # as long as the process: moved out of the collector's sight, it
+            # is no longer traversed by every full collection, which the
+            # garbage of short sessions triggers every few seconds.
+            gc.freeze()
 
     def stopService(self) -> Deferred[None]:
         """

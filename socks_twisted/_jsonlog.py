@@ -33,11 +33,12 @@ from twisted.logger import (
     LogEvent,
     Logger,
     LogLevel,
-    formatEvent,
 )
 from twisted.python.components import Componentized
 from twisted.python.failure import Failure
 from twisted.python.logfile import LogFile
+
+from ._logformat import formatMessage
 
 _log = Logger()
 
@@ -124,7 +125,7 @@ def eventAsJSONLine(event: LogEvent) -> str:
         record: dict[str, Any] = {}
         for key in LEADING_KEYS:
             if key == "log_text":
-                record[key] = formatEvent(event)
+                record[key] = formatMessage(event)
             elif key in event:
                 record[key] = event[key]
         legacy = event.get("log_namespace") == "log_legacy"

@@ -40,6 +40,7 @@ from ._metricsservice import metricsService
 from ._reload import Reloader, withConfig
 from ._sighup import SIGHUPService, logIgnored
 from ._startup import ListeningService, StartupError
+from ._textlog import installTextLogging
 from ._workers import sharable, supervisedService, workerCount
 from .auth import portalFor
 from .config import Config, ConfigError, loadConfig
@@ -498,8 +499,8 @@ def makeService(options: dict[str, Any]) -> IService:
     One listening service per C{--port}, all sharing one factory, one that
     keeps C{SIGHUP} from ending the server, and with C{--metrics} one that
     serves the metrics; their parent drains the server on C{SIGTERM}
-    (L{ServerService}) and, with C{--log-format json}, makes twistd log JSON
-    lines.
+    (L{ServerService}) and makes twistd log JSON lines (C{--log-format
+    json}) or its own text lines, written faster (L{installTextLogging}).
 
     @param options: Parsed L{Options}.
 
@@ -555,7 +556,10 @@ def makeService(options: dict[str, Any]) -> IService:
         factory.addListeningAddress(port.getHost())
 
     service = ServerService(
-        IReactorCore(reactor), factory, options.get("drain-timeout", 10.0)
+        IReactorCore(reactor),
+        factory,
+        options.get("drain-timeout", 10.0),
+        freezeHeap=True,
     )
     children: list[Service] = [SIGHUPService(IReactorFromThreads(reactor), onHangup)]
     for listener in options["listeners"]:
@@ -572,10 +576,15 @@ def makeService(options: dict[str, Any]) -> IService:
     if metricsListener is not None:
         # Its address is the server's own too: no CONNECT may reach it.
         children.append(metricsService(metricsListener, factory.metrics, listening))
+    twistdOptions = getattr(options, "parent", None)
     if options.get("log-format", "text") == "json":
-        twistdOptions = getattr(options, "parent", None)
         service.onParent.append(
             lambda parent: installJSONLogging(parent, twistdOptions)
+        )
+    else:
+        # The same lines as twistd's own text observer, written faster.
+        service.onParent.append(
+            lambda parent: installTextLogging(parent, twistdOptions)
         )
     for child in children:
         # Service.setServiceParent is unannotated: called through the class,

@@ -6,6 +6,7 @@ drained with open sessions.
 
 from __future__ import annotations
 
+import gc
 import signal
 import socket
 import time
@@ -355,6 +356,44 @@ class ServerServiceTests(SynchronousTestCase):
         self.assertEqual(self.handlers[signal.SIGINT], "reactor's SIGINT")
         self.service.stopService()
         self.assertEqual(self.handlers[signal.SIGTERM], "reactor's SIGTERM")
+
+    def test_heapNotFrozenByDefault(self) -> None:
+        """
+        A service made without C{freezeHeap} (an embedding program's, a
+        test's) leaves the collector alone.
+        """
+        frozen: list[None] = []
+        self.patch(gc, "freeze", lambda: frozen.append(None))
+        self.service.startService()
+        self.service.stopService()
+        self.assertEqual(frozen, [])
+
+    def test_heapFrozenOnStart(self) -> None:
+        """
+        With C{freezeHeap}, starting freezes the objects made so far, once.
+        """
+        frozen: list[None] = []
+        self.patch(gc, "freeze", lambda: frozen.append(None))
+        service = ServerService(
+            cast(IReactorCore, self.reactor),
+            self.factory,
+            2.0,
+            installHandler=self.install,
+            freezeHeap=True,
+        )
+        service.startService()
+        self.assertEqual(frozen, [None])
+        service.stopService()
+
+    def test_twistdServiceFreezesHeap(self) -> None:
+        """
+        The service C{twistd socks} runs freezes the heap as it starts.
+        """
+        options = tap.Options()
+        options.parseOptions(["--port", "tcp:0:interface=127.0.0.1"])
+        service = tap.makeService(options)
+        assert isinstance(service, ServerService)
+        self.assertTrue(service.freezeHeap)
 
     def test_stoppedBeforeRunning(self) -> None:
         """

@@ -25,6 +25,7 @@ from typing import Any, cast
 
 from twisted.application.service import Application
 from twisted.logger import (
+    FileLogObserver,
     ILogObserver,
     Logger,
     LogLevel,
@@ -536,12 +537,12 @@ class InstallTests(SynchronousTestCase):
 
     def test_makeService(self) -> None:
         """
-        C{makeService} with C{--log-format json} sets the observer on the
-        application its service joins; with text, it does not.
+        C{makeService} with C{--log-format json} sets the JSON observer on
+        the application its service joins; with text, the fast text one.
         """
         self.patch(tap, "getrlimit", lambda which: (200, 200))
         self.patch(tap, "setrlimit", lambda which, limits: None)
-        for logFormat, expected in (("json", True), ("text", False)):
+        for logFormat, isJSON in (("json", True), ("text", False)):
             options = tap.Options()
             options.parseOptions(["--log-format", logFormat])
             twistdOptions = ServerOptions()
@@ -551,7 +552,8 @@ class InstallTests(SynchronousTestCase):
             application = Application("socks")
             service.setServiceParent(application)
             observer = cast(Componentized, application).getComponent(ILogObserver, None)
-            self.assertEqual(observer is not None, expected)
+            assert isinstance(observer, FileLogObserver)
+            self.assertEqual(observer.formatEvent is eventAsJSONLine, isJSON)
 
     def test_badFormat(self) -> None:
         """

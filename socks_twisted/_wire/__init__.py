@@ -3,7 +3,13 @@ The SOCKS wire protocol, sans I/O: messages, readers, encoders and the
 connection objects that track one handshake.  Nothing here imports Twisted.
 """
 
-from ._addresses import addressTypeOf, encodeName, encodeSOCKS5Address, normalizeIP
+from ._addresses import (
+    addressTypeOf,
+    encodeName,
+    encodeSOCKS5Address,
+    normalizeIP,
+    parseIP,
+)
 from ._connection import (
     NEED_DATA,
     ClientConnection,
@@ -60,5 +66,6 @@ __all__ = [
     "encodeName",
     "encodeSOCKS5Address",
     "normalizeIP",
+    "parseIP",
     "readUDPDatagram",
 ]

@@ -7,7 +7,9 @@ the SOCKS5 ATYP.
 """
 
 import ipaddress
+import socket
 import struct
+from functools import lru_cache
 
 import idna
 
@@ -16,19 +18,41 @@ from ._errors import ProtocolError
 
 _PORT = struct.Struct("!H")
 
+#: How many distinct host strings the parse caches below remember.  A
+#: session's request, reply, checks and log lines parse the same few strings
+#: (its client's, its target's, the server's own addresses) about ten times;
+#: a bounded cache keeps a flood of distinct names from growing it.
+_CACHED_HOSTS = 4096
+
+
+@lru_cache(maxsize=_CACHED_HOSTS)
+def parseIP(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """
+    The IP address C{host} spells (an IPv6 scope, C{%lo}, included), or
+    C{None} when it is not an IP literal: a name.
+
+    Cached: C{ipaddress} parsing is pure Python and was several per cent of
+    the server's time per connection, and its addresses are immutable, so
+    one parse can be shared.
+    """
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
+
 
 def addressTypeOf(host: str) -> AddressType:
     """
     Tell how C{host} goes on the wire: as an IPv4 or IPv6 literal, or as a
     name.
     """
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
+    address = parseIP(host)
+    if address is None:
         return AddressType.DOMAIN
     return AddressType.IPV4 if address.version == 4 else AddressType.IPV6
 
 
+@lru_cache(maxsize=_CACHED_HOSTS)
 def normalizeIP(host: str) -> str:
     """
     The canonical text of an IP literal, without an IPv6 scope (C{%lo}), so
@@ -93,12 +117,14 @@ def encodeSOCKS5Address(host: str, port: int) -> bytes:
     """
     if not 0 <= port <= 0xFFFF:
         raise ValueError(f"port {port} out of range")
-    addressType = addressTypeOf(host)
-    if addressType is AddressType.DOMAIN:
+    address = parseIP(host)
+    if address is None:
         name = encodeName(host)
         body = bytes([AddressType.DOMAIN, len(name)]) + name
+    elif address.version == 4:
+        body = bytes([AddressType.IPV4]) + address.packed
     else:
-        body = bytes([addressType]) + ipaddress.ip_address(host).packed
+        body = bytes([AddressType.IPV6]) + address.packed
     return body + _PORT.pack(port)
 
 
@@ -123,7 +149,8 @@ def decodeSOCKS5Address(
         end = offset + 1 + 4
         if len(data) < end + 2:
             return None
-        host = str(ipaddress.IPv4Address(bytes(data[offset + 1 : end])))
+        # inet_ntoa writes the dotted quad just as ipaddress does, in C.
+        host = socket.inet_ntoa(bytes(data[offset + 1 : end]))
     elif atyp == AddressType.IPV6:
         end = offset + 1 + 16
         if len(data) < end + 2:

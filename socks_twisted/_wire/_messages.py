@@ -54,11 +54,20 @@ def socks4Failure() -> bytes:
     return SOCKS4Reply(SOCKS4ReplyCode.REJECTED).toBytes()
 
 
+#: The failure replies made so far, by code: at most one per byte value.
+_SOCKS5_FAILURES: dict[int, bytes] = {}
+
+
 def socks5Failure(code: int) -> bytes:
     """
     A SOCKS5 failure reply with C{code} and an all-zero IPv4 BND address.
     """
-    return SOCKS5Reply(code).toBytes()
+    # Kept once made: every request's reader hands the ones it may need to
+    # the address decoder, and encoding them each time showed in profiles.
+    reply = _SOCKS5_FAILURES.get(code)
+    if reply is None:
+        reply = _SOCKS5_FAILURES[code] = SOCKS5Reply(code).toBytes()
+    return reply
 
 
 @dataclass(frozen=True, slots=True)
@@ -394,18 +403,26 @@ def readSOCKS5Request(
     not among C{commands} (by default every L{Command}) 0x07, an unknown
     ATYP 0x08.
     """
-    general = socks5Failure(SOCKS5ReplyCode.GENERAL_FAILURE)
     if data and data[0] != SOCKS5_VERSION:
-        raise ProtocolError(f"SOCKS5 request with version {data[0]}", general)
+        raise ProtocolError(
+            f"SOCKS5 request with version {data[0]}",
+            socks5Failure(SOCKS5ReplyCode.GENERAL_FAILURE),
+        )
     if len(data) >= 2 and data[1] not in commands:
         raise ProtocolError(
             f"unknown SOCKS5 command {data[1]:#04x}",
             socks5Failure(SOCKS5ReplyCode.COMMAND_NOT_SUPPORTED),
         )
     if len(data) >= 3 and data[2] != 0:
-        raise ProtocolError(f"SOCKS5 request with RSV {data[2]:#04x}", general)
+        raise ProtocolError(
+            f"SOCKS5 request with RSV {data[2]:#04x}",
+            socks5Failure(SOCKS5ReplyCode.GENERAL_FAILURE),
+        )
     address = decodeSOCKS5Address(
-        data, 3, socks5Failure(SOCKS5ReplyCode.ADDRESS_TYPE_NOT_SUPPORTED), general
+        data,
+        3,
+        socks5Failure(SOCKS5ReplyCode.ADDRESS_TYPE_NOT_SUPPORTED),
+        socks5Failure(SOCKS5ReplyCode.GENERAL_FAILURE),
     )
     if address is None:
         return None

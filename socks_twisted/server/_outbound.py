@@ -3,7 +3,6 @@ The server's default dialler: how a target is reached, through only the
 addresses the policy allows, from the source address it names.
 """
 
-import ipaddress
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -26,6 +25,7 @@ from twisted.internet.interfaces import (
 from zope.interface import implementer
 
 from .._addresses import hostAndPort
+from .._wire import parseIP
 
 #: Whether an address a name resolved to may be dialled.
 AddressFilter = Callable[[str], bool]
@@ -125,9 +125,8 @@ def endpointFor(
     @param bindAddress: The source address of the connection, if any.
     """
     source = (bindAddress, 0) if bindAddress is not None else None
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
+    address = parseIP(host)
+    if address is None:
         dialling: Any = reactor
         if accept is not None and IReactorPluggableNameResolver.providedBy(reactor):
             resolver = FilteringResolver(reactor.nameResolver, accept)
@@ -136,7 +135,48 @@ def endpointFor(
             dialling, host, port, timeout=timeout, bindAddress=source
         )
     if address.version == 4:
-        return TCP4ClientEndpoint(
+        return _TimedTCP4ClientEndpoint(
             reactor, host, port, timeout=timeout, bindAddress=source
         )
-    return TCP6ClientEndpoint(reactor, host, port, timeout=timeout, bindAddress=source)
+    return _TimedTCP6ClientEndpoint(
+        reactor, host, port, timeout=timeout, bindAddress=source
+    )
+
+
+class _TimedTCP4ClientEndpoint(TCP4ClientEndpoint):
+    """
+    An IPv4 literal's endpoint from L{endpointFor}: C{connectTCP} gives up
+    after the connect timeout itself.
+    """
+
+
+class _TimedTCP6ClientEndpoint(TCP6ClientEndpoint):
+    """
+    An IPv6 literal's endpoint from L{endpointFor}: C{connectTCP} gives up
+    after the connect timeout itself.
+    """
+
+    # Twisted leaves this constructor unannotated.
+    def __init__(
+        self,
+        reactor: ConnectReactor,
+        host: str,
+        port: int,
+        *,
+        timeout: float,
+        bindAddress: tuple[str, int] | None,
+    ) -> None:
+        TCP6ClientEndpoint.__init__(
+            self, reactor, host, port, timeout=timeout, bindAddress=bindAddress
+        )
+
+
+def timesItself(endpoint: IStreamClientEndpoint) -> bool:
+    """
+    Whether C{endpoint} is one L{endpointFor} made for an IP literal, whose
+    connection attempt fails by itself once the connect timeout it was given
+    is over; the caller need not time it too.  Any other endpoint (a name's,
+    whose look-up the TCP timeout does not cover, or one an embedding
+    program's dialler made) is not known to.
+    """
+    return isinstance(endpoint, _TimedTCP4ClientEndpoint | _TimedTCP6ClientEndpoint)

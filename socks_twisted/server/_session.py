@@ -262,6 +262,7 @@ class SOCKSServerProtocol(_Protocol):
         #: Short, unique in this process: in every log line of the session.
         self.sessionID = self.sessionPrefix + format(next(_SESSION_IDS), "x")
         self._requestRead: float | None = None
+        self._clientNameText: str | None = None
         self._counted = SessionCounts(factory.metrics)
 
     # What a command handler sees (CommandContext)
@@ -313,7 +314,7 @@ class SOCKSServerProtocol(_Protocol):
         """
         Send an interim success reply (BIND's first).
         """
-        self._client.write(self._wire.send(self._success(host, port)))
+        self._reply(self._success(host, port))
 
     # Protocol events
 
@@ -481,12 +482,10 @@ class SOCKSServerProtocol(_Protocol):
             else AuthMethod.NO_AUTHENTICATION
         )
         if wanted in greeting.methods:
-            self._client.write(self._wire.send(MethodSelection(wanted)))
+            self._reply(MethodSelection(wanted))
         else:
             offered = ", ".join(f"{m:#04x}" for m in greeting.methods)
-            self._client.write(
-                self._wire.send(MethodSelection(AuthMethod.NO_ACCEPTABLE_METHODS))
-            )
+            self._reply(MethodSelection(AuthMethod.NO_ACCEPTABLE_METHODS))
             self.replyCode = AuthMethod.NO_ACCEPTABLE_METHODS
             self.factory.metrics.authFailed("no acceptable method")
             self._close(
@@ -511,13 +510,13 @@ class SOCKSServerProtocol(_Protocol):
         assert self.user is not None
         refusal = self.factory.limiter.admitUser(self.user)
         if refusal is not None:
-            self._client.write(self._wire.send(UsernamePasswordStatus(1)))
+            self._reply(UsernamePasswordStatus(1))
             self.replyCode = 1
             self.factory.metrics.refused(refusal)
             self._close(f"refused: {_USER_LIMIT_NAMES[refusal]}", outcome="limit")
             return
         self._admittedUser = self.user
-        self._client.write(self._wire.send(UsernamePasswordStatus(0)))
+        self._reply(UsernamePasswordStatus(0))
         self._phase = _Phase.HANDSHAKE
         self._release()
         self._advance()
@@ -538,7 +537,7 @@ class SOCKSServerProtocol(_Protocol):
                 session=self.sessionID,
             )
             reason = "authentication failed: the credential checker raised an error"
-        self._client.write(self._wire.send(UsernamePasswordStatus(1)))
+        self._reply(UsernamePasswordStatus(1))
         self.replyCode = 1
         self.factory.metrics.authFailed("username/password")
         self._close(reason, outcome="auth_failed")
@@ -724,7 +723,7 @@ class SOCKSServerProtocol(_Protocol):
         self._association, self._udpPort = outcome.association, outcome.port
         self.replyCode = 0
         self.outcome = "success"
-        self._client.write(self._wire.send(self._success(*outcome.replyAddress)))
+        self._reply(self._success(*outcome.replyAddress))
         self._watchIdle(self.settings.udpTimeout, outcome.association.activity)
         if self._clientEOF:
             self._close("client closed the UDP control connection", outcome="success")
@@ -750,6 +749,17 @@ class SOCKSServerProtocol(_Protocol):
         if association is not None:
             self._flushDatagrams(association)
             association.logEnd(self._clientName(), self.reason or "client left")
+
+    def _reply(
+        self,
+        message: MethodSelection | UsernamePasswordStatus | SOCKS4Reply | SOCKS5Reply,
+    ) -> None:
+        """
+        Send a handshake reply at once: the client waits for it, so a turn
+        of the reactor (and two C{epoll_ctl} calls) saved is latency and
+        CPU saved; L{writeNow} keeps the order of bytes.
+        """
+        writeNow(self._client, self._wire.send(message))
 
     def _success(self, host: str, port: int) -> SOCKS4Reply | SOCKS5Reply:
         if self._wire.version == 4:
@@ -810,7 +820,7 @@ class SOCKSServerProtocol(_Protocol):
         else:
             reply = SOCKS5Reply(code)
         self.replyCode = reply.code
-        self._client.write(self._wire.send(reply))
+        self._reply(reply)
         if code is SOCKS5ReplyCode.NOT_ALLOWED and self.rule is not None:
             self.factory.metrics.denied(self.rule)
         self._close(f"{reason} ({_REPLY_NAMES[code]})", outcome=_OUTCOMES[code])
@@ -832,7 +842,7 @@ class SOCKSServerProtocol(_Protocol):
         if finalBytes:
             if self.replyCode is None and finalBytes[:1] in (b"\x00", b"\x05"):
                 self.replyCode = finalBytes[1] if len(finalBytes) > 1 else None
-            self._client.write(finalBytes)
+            writeNow(self._client, finalBytes)
         if self._clientEOF:
             self._client.loseConnection()  # nothing more will come to drain
         else:
@@ -918,7 +928,11 @@ class SOCKSServerProtocol(_Protocol):
         )
 
     def _clientName(self) -> str:
-        return clientName(self._client.getPeer(), self._host)
+        # Both log lines (and a UDP association's) name the client: worked
+        # out once, as the client's address does not change.
+        if self._clientNameText is None:
+            self._clientNameText = clientName(self._client.getPeer(), self._host)
+        return self._clientNameText
 
     def _endSession(self) -> None:
         """

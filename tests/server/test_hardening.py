@@ -7,6 +7,8 @@ escaped log lines, and the command interface.
 import socket
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet import defer, error
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.logger import formatEvent
@@ -474,6 +476,26 @@ class LogEscapingTests(SynchronousTestCase):
         self.assertEqual(escape(b"\x7f\x00"), "\\x7f\\x00")
         self.assertEqual(escape("a b"), "a\\x20b")
         self.assertEqual(escape("a b", spaces=True), "a b")
+
+    @settings(max_examples=300, deadline=None)
+    @given(
+        st.one_of(st.binary(max_size=40), st.text(max_size=40)),
+        st.booleans(),
+    )
+    def test_escapeEveryByte(self, value: bytes | str, spaces: bool) -> None:
+        """
+        Whatever the value, the escape is the byte-by-byte one: each byte
+        of the (UTF-8) value kept if printable ASCII other than the
+        backslash (and the space, unless kept), else C{\\xNN}.
+        """
+        raw = (
+            value.encode("utf-8", "surrogateescape")
+            if isinstance(value, str)
+            else value
+        )
+        keep = set(range(0x20, 0x7F)) - {0x5C} - (set() if spaces else {0x20})
+        expected = "".join(chr(b) if b in keep else f"\\x{b:02x}" for b in raw)
+        self.assertEqual(escape(value, spaces=spaces), expected)
 
     def test_noForgedFields(self) -> None:
         """

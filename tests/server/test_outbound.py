@@ -9,7 +9,8 @@ from typing import Any, cast
 from twisted.internet import reactor
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
-from twisted.internet.error import CannotListenError, DNSLookupError
+from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.error import CannotListenError, DNSLookupError, TimeoutError
 from twisted.internet.interfaces import (
     IAddress,
     IHostnameResolver,
@@ -19,14 +20,21 @@ from twisted.internet.interfaces import (
     IResolutionReceiver,
 )
 from twisted.internet.protocol import Factory, Protocol, ServerFactory
-from twisted.trial.unittest import TestCase
+from twisted.internet.testing import MemoryReactor, MemoryReactorClock
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
 
+from socks_twisted.server import SOCKSServerFactory
 from socks_twisted.server._outbound import (
     ConnectReactor,
     _ResolvingThrough,
     endpointFor,
+    timesItself,
 )
+
+from ._fakes import connectClient
+from .test_session import CONNECT_IPV4, GREETING_NO_AUTH
 
 
 @implementer(IHostResolution)
@@ -184,6 +192,31 @@ class FilteredDialTests(TestCase):
         )
         self.assertEqual([peer for _, peer in accepted], ["127.0.0.3", "127.0.0.4"])
 
+    def test_ipLiteralDialledDirectly(self) -> None:
+        """
+        An IP literal of either family is dialled with C{connectTCP} itself,
+        with the connect timeout and the source address asked for, and no
+        resolver is asked, even when a filter is given.
+        """
+        for host, source in (("127.0.0.1", "127.0.0.5"), ("::1", "::1")):
+            memory = MemoryReactor()
+            resolver = FixedResolver([])
+            memory.nameResolver = resolver
+            endpoint = endpointFor(
+                cast(ConnectReactor, memory),
+                host,
+                1080,
+                7.5,
+                accept=lambda address: False,
+                bindAddress=source,
+            )
+            endpoint.connect(Factory.forProtocol(Protocol))
+            [(dialled, port, _, timeout, bindAddress)] = memory.tcpClients
+            self.assertEqual(
+                (dialled, port, timeout, bindAddress), (host, 1080, 7.5, (source, 0))
+            )
+            self.assertEqual(resolver.lookups, 0)
+
     def test_resolvingThroughKeepsTheRest(self) -> None:
         """
         The per-connection view of the reactor answers everything but the
@@ -194,3 +227,47 @@ class FilteredDialTests(TestCase):
         self.assertIs(view.nameResolver, resolver)
         self.assertEqual(view.connectTCP, cast(IReactorTCP, reactor).connectTCP)
         self.assertRaises(NotImplementedError, view.installNameResolver, resolver)
+
+
+class TimedByTheConnectionTests(SynchronousTestCase):
+    """
+    An IP literal's connection attempt, from the default dialler, is timed
+    by the attempt itself: CONNECT sets no second timer, and the attempt's
+    timeout is still the client's answer.  Any other endpoint keeps the
+    session's own timer.
+    """
+
+    def test_onlyIPLiteralsTimeThemselves(self) -> None:
+        """
+        L{timesItself} holds for the endpoints L{endpointFor} makes for IP
+        literals, not for a name's, nor for any other endpoint.
+        """
+        memory = MemoryReactorClock()
+        dialler = cast(ConnectReactor, memory)
+        self.assertTrue(timesItself(endpointFor(dialler, "127.0.0.1", 1, 5.0)))
+        self.assertTrue(timesItself(endpointFor(dialler, "::1", 1, 5.0)))
+        self.assertFalse(timesItself(endpointFor(dialler, "example.com", 1, 5.0)))
+        self.assertFalse(
+            timesItself(TCP4ClientEndpoint(memory, "127.0.0.1", 1, timeout=5.0))
+        )
+
+    def test_timeoutAnsweredOnce(self) -> None:
+        """
+        A CONNECT to an IPv4 literal through the default dialler dials with
+        the connect timeout and adds no timer of its own; when the attempt
+        times out, the client gets 0x06 (TTL expired).
+        """
+        memory = MemoryReactorClock()
+        factory = SOCKSServerFactory(memory, connectTimeout=5.0, handshakeTimeout=60)
+        protocol, transport = connectClient(factory)
+        timers = len(memory.getDelayedCalls())
+        protocol.dataReceived(GREETING_NO_AUTH + CONNECT_IPV4)
+        [(host, port, targetFactory, timeout, _)] = memory.tcpClients
+        self.assertEqual((host, port, timeout), ("127.0.0.1", 80, 5.0))
+        # The session's handshake deadline is cancelled; no timer was added.
+        self.assertEqual(len(memory.getDelayedCalls()), timers - 1)
+        connector = memory.connectors[0]
+        targetFactory.clientConnectionFailed(connector, Failure(TimeoutError()))
+        self.assertEqual(
+            transport.value()[-10:], bytes.fromhex("05 06 00 01") + bytes(6)
+        )
