@@ -166,6 +166,7 @@ class FormatMessageTests(SynchronousTestCase):
             bytesToClient=4,
             duration=0.0123456,
             reason="client closed\x1b[31m",
+            relay="splice",
         )
         for event in events:
             self.assertEqual(formatMessage(event), formatEvent(event))
@@ -173,7 +174,7 @@ class FormatMessageTests(SynchronousTestCase):
             formatMessage(events[1]),
             "SOCKS session 1f 127.0.0.1:5000 user=- version=5 command=CONNECT "
             "target=[::1]:80 reply=0 outcome=success bytes_up=3 bytes_down=4 "
-            "duration=0.012s reason=client closed\\x1b[31m",
+            "relay=splice duration=0.012s reason=client closed\\x1b[31m",
         )
 
 
