@@ -20,6 +20,22 @@ from ._constants import (
     SOCKS5ReplyCode,
 )
 from ._errors import ProtocolError
+from ._gssapi import (
+    ABORT_MESSAGE,
+    GSSAPI_VERSION,
+    MAX_TOKEN_LENGTH,
+    GSSAPIMessage,
+    GSSAPIMessageReader,
+    MessageType,
+    ProtectionLevel,
+    contextMessage,
+    decodeProtectionLevel,
+    encapsulatedMessage,
+    encodeProtectionLevel,
+    isUnprotectedProtectionToken,
+    protectionMessage,
+    readGSSAPIMessage,
+)
 from ._messages import (
     MethodSelection,
     SOCKS4Reply,
@@ -33,15 +49,22 @@ from ._messages import (
 from ._udp import UDPDatagram, readUDPDatagram
 
 __all__ = [
+    "ABORT_MESSAGE",
+    "GSSAPI_VERSION",
     "MAX_SOCKS4_FIELD",
+    "MAX_TOKEN_LENGTH",
     "NEED_DATA",
     "AddressType",
     "AuthMethod",
     "ClientConnection",
     "Command",
+    "GSSAPIMessage",
+    "GSSAPIMessageReader",
     "HandshakeState",
     "Message",
+    "MessageType",
     "MethodSelection",
+    "ProtectionLevel",
     "ProtocolError",
     "SOCKS4Reply",
     "SOCKS4ReplyCode",
@@ -55,8 +78,15 @@ __all__ = [
     "UsernamePasswordRequest",
     "UsernamePasswordStatus",
     "addressTypeOf",
+    "contextMessage",
+    "decodeProtectionLevel",
+    "encapsulatedMessage",
     "encodeName",
+    "encodeProtectionLevel",
     "encodeSOCKS5Address",
+    "isUnprotectedProtectionToken",
     "normalizeIP",
+    "protectionMessage",
+    "readGSSAPIMessage",
     "readUDPDatagram",
 ]
