@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from typing import cast
 
+from twisted.cred.error import UnauthorizedLogin
 from twisted.internet import reactor as _globalReactor  # noqa: N812
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorFromThreads
@@ -21,6 +22,13 @@ from socks_twisted._wire import (
     ProtocolError,
     decodeProtectionLevel,
     encodeProtectionLevel,
+)
+from socks_twisted.auth import (
+    GSSAPIPrincipal,
+    GSSAPIPrincipalChecker,
+    ISOCKSUser,
+    SOCKSUser,
+    portalFor,
 )
 
 from ._kerberos import KerberosRealm, requireKerberosRealm
@@ -128,6 +136,27 @@ class EstablishmentTests(ContextTestCase):
         self.assertEqual(acceptor.initiatorName, "user@KRBTEST.COM")
         self.assertEqual(acceptor.acceptorName, "rcmd/localhost@KRBTEST.COM")
         self.assertEqual(initiator.targetName, "rcmd/localhost@KRBTEST.COM")
+
+    async def test_loginAsPrincipal(self) -> None:
+        """
+        The acceptor's initiator name, as L{GSSAPIPrincipal} credentials,
+        logs in through the project's portal as the avatar of that principal
+        when the checker's realm allows it, and is refused when not.
+        """
+        initiator, acceptor = self.initiator(), self.acceptor()
+        await self.establish(initiator, acceptor)
+        credentials = GSSAPIPrincipal(acceptor.initiatorName)
+        allowed = portalFor([GSSAPIPrincipalChecker(realms=[self.realm.realm])])
+        _, avatar, _ = await allowed.login(credentials, None, ISOCKSUser)
+        assert isinstance(avatar, SOCKSUser)
+        self.assertEqual(avatar.username, b"user@KRBTEST.COM")
+        refused = portalFor([GSSAPIPrincipalChecker(principals=["admin@KRBTEST.COM"])])
+        try:
+            await refused.login(credentials, None, ISOCKSUser)
+        except UnauthorizedLogin:
+            pass
+        else:
+            self.fail("the principal was let in")
 
     async def test_loopbackAddress(self) -> None:
         """
