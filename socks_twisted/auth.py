@@ -82,10 +82,12 @@ def portalFor(checkers: Iterable[ICredentialsChecker]) -> Portal:
     return Portal(SOCKSRealm(), checkers)
 
 
-class IGSSAPIPrincipal(ICredentials):
+class IGSSAPIPrincipal(Interface):
     """
     A Kerberos principal that a GSS-API security context authenticated: the
-    initiator name of an established acceptor context.
+    initiator name of an established acceptor context.  (Credentials in the
+    sense of L{twisted.cred}: L{GSSAPIPrincipal} also provides
+    L{ICredentials<twisted.cred.credentials.ICredentials>}.)
 
     Nothing about it is secret or to be verified: only the GSS-API layer
     may make one, once the context is established, and a checker only
@@ -98,7 +100,7 @@ class IGSSAPIPrincipal(ICredentials):
     )
 
 
-@implementer(IGSSAPIPrincipal)
+@implementer(IGSSAPIPrincipal, ICredentials)
 class GSSAPIPrincipal:
     """
     The credentials of a principal GSS-API authenticated.

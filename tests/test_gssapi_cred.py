@@ -6,7 +6,7 @@ ID under an allow-list of principals and realms.
 
 from __future__ import annotations
 
-from twisted.cred.credentials import UsernamePassword
+from twisted.cred.credentials import ICredentials, UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
@@ -71,6 +71,7 @@ class CheckerTests(SynchronousTestCase):
     def test_interfaces(self) -> None:
         credentials = GSSAPIPrincipal("alice@EXAMPLE.COM")
         self.assertTrue(verifyObject(IGSSAPIPrincipal, credentials))
+        self.assertTrue(ICredentials.providedBy(credentials))
         self.assertEqual(repr(credentials), "GSSAPIPrincipal('alice@EXAMPLE.COM')")
         self.assertEqual(
             GSSAPIPrincipalChecker.credentialInterfaces, (IGSSAPIPrincipal,)
