@@ -1,6 +1,9 @@
 """
 twisted.cred glue: the avatar a SOCKS session logs in as, its realm, and a
-portal built from the checkers that C{--auth} configured.
+portal built from the checkers that C{--auth} configured; and for the GSSAPI
+method (RFC 1961), the credentials of a Kerberos principal that GSS-API
+authenticated and the checker that decides which principals may use the
+proxy.
 """
 
 from collections.abc import Callable, Iterable
@@ -10,7 +13,10 @@ from twisted.cred.checkers import (
     ICredentialsChecker,
     InMemoryUsernamePasswordDatabaseDontUse,
 )
+from twisted.cred.credentials import ICredentials
+from twisted.cred.error import UnauthorizedLogin
 from twisted.cred.portal import IRealm, Portal
+from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import Attribute, Interface, implementer
 
 
@@ -74,3 +80,108 @@ def portalFor(checkers: Iterable[ICredentialsChecker]) -> Portal:
         if isinstance(checker, InMemoryUsernamePasswordDatabaseDontUse):
             _bytesUsers(checker)
     return Portal(SOCKSRealm(), checkers)
+
+
+class IGSSAPIPrincipal(Interface):
+    """
+    A Kerberos principal that a GSS-API security context authenticated: the
+    initiator name of an established acceptor context.  (Credentials in the
+    sense of L{twisted.cred}: L{GSSAPIPrincipal} also provides
+    L{ICredentials<twisted.cred.credentials.ICredentials>}.)
+
+    Nothing about it is secret or to be verified: only the GSS-API layer
+    may make one, once the context is established, and a checker only
+    decides whether that principal may use the proxy.
+    """
+
+    principal = Attribute(
+        "The principal's display name, C{str}, such as C{'alice@EXAMPLE.COM'}"
+        " or C{'host/db.example.com@EXAMPLE.COM'}."
+    )
+
+
+@implementer(IGSSAPIPrincipal, ICredentials)
+class GSSAPIPrincipal:
+    """
+    The credentials of a principal GSS-API authenticated.
+    """
+
+    def __init__(self, principal: str) -> None:
+        self.principal = principal
+
+    def __repr__(self) -> str:
+        return f"GSSAPIPrincipal({self.principal!r})"
+
+
+def splitPrincipal(principal: str) -> tuple[str, str]:
+    """
+    Split a Kerberos principal's display name at the C{@} that starts its
+    realm: the last one not escaped with a backslash.
+
+    @return: C{(name, realm)}; the realm is C{""} when there is none.
+    """
+    index = len(principal) - 1
+    while index >= 0:
+        if principal[index] == "@":
+            backslashes = 0
+            before = index - 1
+            while before >= 0 and principal[before] == "\\":
+                backslashes += 1
+                before -= 1
+            if backslashes % 2 == 0:
+                return principal[:index], principal[index + 1 :]
+        index -= 1
+    return principal, ""
+
+
+@implementer(ICredentialsChecker)
+class GSSAPIPrincipalChecker:
+    """
+    Maps a GSS-API authenticated principal to an avatar ID, the principal's
+    whole name in UTF-8 (C{b"alice@EXAMPLE.COM"}), if the allow-lists let it
+    in.
+
+    With no allow-list every authenticated principal is let in.  Otherwise
+    a principal is let in if its whole name is in C{principals} or its realm
+    is in C{realms}; names and realms are compared exactly (Kerberos names
+    are case-sensitive).
+    """
+
+    credentialInterfaces = (IGSSAPIPrincipal,)
+
+    def __init__(
+        self, principals: Iterable[str] = (), realms: Iterable[str] = ()
+    ) -> None:
+        """
+        @param principals: Whole principal names, such as
+            C{"alice@EXAMPLE.COM"}.
+        @param realms: Realms all of whose principals are let in, such as
+            C{"EXAMPLE.COM"}.
+        """
+        self.principals = frozenset(principals)
+        self.realms = frozenset(realms)
+
+    def allows(self, principal: str) -> bool:
+        """
+        Whether C{principal} may use the proxy.
+        """
+        if not self.principals and not self.realms:
+            return True
+        if principal in self.principals:
+            return True
+        _, realm = splitPrincipal(principal)
+        return bool(realm) and realm in self.realms
+
+    def requestAvatarId(self, credentials: Any) -> Deferred[bytes | tuple[()]]:
+        """
+        The principal's avatar ID, or an L{UnauthorizedLogin} failure if it
+        is not allowed (or not a GSS-API principal at all).
+        """
+        principal = getattr(credentials, "principal", None)
+        if not IGSSAPIPrincipal.providedBy(credentials) or not isinstance(
+            principal, str
+        ):
+            return fail(UnauthorizedLogin("not a GSS-API principal"))
+        if not self.allows(principal):
+            return fail(UnauthorizedLogin(f"principal {principal} not allowed"))
+        return succeed(principal.encode("utf-8"))

@@ -27,6 +27,22 @@ from ._constants import (
     SOCKS5ReplyCode,
 )
 from ._errors import ProtocolError
+from ._gssapi import (
+    ABORT_MESSAGE,
+    GSSAPI_VERSION,
+    MAX_TOKEN_LENGTH,
+    GSSAPIMessage,
+    GSSAPIMessageReader,
+    MessageType,
+    ProtectionLevel,
+    contextMessage,
+    decodeProtectionLevel,
+    encapsulatedMessage,
+    encodeProtectionLevel,
+    isUnprotectedProtectionToken,
+    protectionMessage,
+    readGSSAPIMessage,
+)
 from ._messages import (
     MethodSelection,
     SOCKS4Reply,
@@ -40,16 +56,23 @@ from ._messages import (
 from ._udp import UDPDatagram, readUDPDatagram
 
 __all__ = [
+    "ABORT_MESSAGE",
+    "GSSAPI_VERSION",
     "LOOKUP_COMMANDS",
     "MAX_SOCKS4_FIELD",
+    "MAX_TOKEN_LENGTH",
     "NEED_DATA",
     "AddressType",
     "AuthMethod",
     "ClientConnection",
     "Command",
+    "GSSAPIMessage",
+    "GSSAPIMessageReader",
     "HandshakeState",
     "Message",
+    "MessageType",
     "MethodSelection",
+    "ProtectionLevel",
     "ProtocolError",
     "SOCKS4Reply",
     "SOCKS4ReplyCode",
@@ -63,9 +86,16 @@ __all__ = [
     "UsernamePasswordRequest",
     "UsernamePasswordStatus",
     "addressTypeOf",
+    "contextMessage",
+    "decodeProtectionLevel",
+    "encapsulatedMessage",
     "encodeName",
+    "encodeProtectionLevel",
     "encodeSOCKS5Address",
+    "isUnprotectedProtectionToken",
     "normalizeIP",
     "parseIP",
+    "protectionMessage",
+    "readGSSAPIMessage",
     "readUDPDatagram",
 ]
