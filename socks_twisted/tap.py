@@ -198,7 +198,8 @@ class Options(usage.Options, AuthOptionMixin):
             None,
             None,
             "The IP that BIND and UDP ASSOCIATE replies name (the public "
-            "address behind NAT) instead of the address the client reached.",
+            "address behind NAT) instead of the address the client reached; "
+            "one per family, comma-separated, for a node with both.",
         ],
         [
             "max-sessions",
@@ -415,13 +416,7 @@ class Options(usage.Options, AuthOptionMixin):
             raise usage.UsageError("--relay must be 'auto' or 'copy'")
         if self["idle-timeout"] < 0:
             raise usage.UsageError("--idle-timeout must be 0 (off) or positive")
-        if self["external-address"] is not None:
-            try:
-                ipaddress.ip_address(self["external-address"])
-            except ValueError:
-                raise usage.UsageError(
-                    "--external-address must be an IP address"
-                ) from None
+        self["externalAddresses"] = externalAddresses(self["external-address"])
         if self["max-sessions"] < 1:
             raise usage.UsageError("--max-sessions must be at least 1")
         if not self["drain-timeout"] >= 0:
@@ -494,6 +489,29 @@ def sessionCap(requested: int) -> int:
     return budget.sessions
 
 
+def externalAddresses(value: str | None) -> tuple[str, ...]:
+    """
+    C{--external-address}: IP addresses, comma-separated, at most one of
+    each family.
+
+    @raise usage.UsageError: For anything else.
+    """
+    if value is None:
+        return ()
+    addresses = []
+    for text in value.split(","):
+        try:
+            addresses.append(ipaddress.ip_address(text.strip()))
+        except ValueError:
+            raise usage.UsageError(
+                "--external-address must be an IP address, or one IPv4 and "
+                "one IPv6 address separated by a comma"
+            ) from None
+    if len({address.version for address in addresses}) != len(addresses):
+        raise usage.UsageError("--external-address takes one address per family")
+    return tuple(str(address) for address in addresses)
+
+
 def makeService(options: dict[str, Any]) -> IService:
     """
     One listening service per C{--port}, all sharing one factory, one that
@@ -529,7 +547,7 @@ def makeService(options: dict[str, Any]) -> IService:
         maxSessions=sessionCap(options["max-sessions"]),
         bindTimeout=options["bind-timeout"],
         udpTimeout=options["udp-timeout"],
-        externalAddress=options["external-address"],
+        externalAddresses=options.get("externalAddresses", ()),
         splice=options["relay"] == "auto",
         torResolve=not options["no-tor-resolve"],
     )

@@ -662,16 +662,29 @@ class OptionsTests(SynchronousTestCase):
 
     def test_externalAddress(self) -> None:
         """
-        C{--external-address} must be an IP address.
+        C{--external-address} takes IP addresses, one per family.
         """
+        message = (
+            "--external-address must be an IP address, or one IPv4 and one "
+            "IPv6 address separated by a comma"
+        )
+        self.assertEqual(usageError("--external-address", "example.com"), message)
         self.assertEqual(
-            usageError("--external-address", "example.com"),
-            "--external-address must be an IP address",
+            usageError("--external-address", "192.0.2.1,example.com"), message
         )
         self.assertEqual(
-            parse("--external-address", "2001:db8::1")["external-address"],
-            "2001:db8::1",
+            usageError("--external-address", "192.0.2.1,192.0.2.2"),
+            "--external-address takes one address per family",
         )
+        self.assertEqual(
+            parse("--external-address", "2001:db8::1")["externalAddresses"],
+            ("2001:db8::1",),
+        )
+        self.assertEqual(
+            parse("--external-address", "192.0.2.1, 2001:db8::1")["externalAddresses"],
+            ("192.0.2.1", "2001:db8::1"),
+        )
+        self.assertEqual(parse()["externalAddresses"], ())
 
     def test_maxSessions(self) -> None:
         """
@@ -1382,10 +1395,10 @@ class MakeServiceTests(TestCase):
                 settings.idleTimeout,
                 settings.bindTimeout,
                 settings.udpTimeout,
-                settings.externalAddress,
+                settings.externalAddresses,
                 settings.maxSessions,
             ),
-            (3.0, 4.0, 5.0, 6.0, 7.0, "192.0.2.7", 10),
+            (3.0, 4.0, 5.0, 6.0, 7.0, ("192.0.2.7",), 10),
         )
 
     def test_noIdleTimeout(self) -> None:

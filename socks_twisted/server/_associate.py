@@ -48,5 +48,5 @@ def associate(request: Request, context: CommandContext) -> "defer.Deferred[Outc
         return defer.fail(
             RefusedError(SOCKS5ReplyCode.GENERAL_FAILURE, f"no UDP port: {e}")
         )
-    address = replyAddress(port.getHost(), context.settings.externalAddress)
+    address = replyAddress(port.getHost(), context.settings.externalAddresses)
     return defer.succeed(Associated(association, port, address))

@@ -166,7 +166,7 @@ async def _bind(request: Request, context: CommandContext) -> Outcome:
     except Exception as e:
         raise _refusal(Failure(e)) from e
     peers.listener = port
-    context.announce(*replyAddress(port.getHost(), context.settings.externalAddress))
+    context.announce(*replyAddress(port.getHost(), context.settings.externalAddresses))
     timeout = context.settings.bindTimeout
     waiting = peers.peer
     waiting.addTimeout(timeout, context.reactor)

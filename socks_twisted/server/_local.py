@@ -5,6 +5,7 @@ replies name.
 
 import ipaddress
 import socket
+from collections.abc import Sequence
 
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import IAddress
@@ -31,13 +32,15 @@ def serviceInterface(local: IAddress, family: int) -> str:
     return "::1" if loopback else "::"
 
 
-def replyAddress(listening: IAddress, external: str | None) -> tuple[str, int]:
+def replyAddress(listening: IAddress, external: Sequence[str] = ()) -> tuple[str, int]:
     """
     The address a reply names for a listener: the operator's external
-    address when configured (for NAT) and of the listener's family, else the
+    address of the listener's family when there is one (for NAT), else the
     listener's own.
     """
     host, port = hostAndPort(listening)
-    if external is not None and familyOf(external) == familyOf(host):
-        return external, port
+    family = familyOf(host)
+    for address in external:
+        if familyOf(address) == family:
+            return address, port
     return host, port

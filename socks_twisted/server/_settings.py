@@ -74,9 +74,10 @@ class ServerSettings:
     @ivar bindTimeout: Seconds a BIND listener waits for its peer.
     @ivar udpTimeout: Seconds without a datagram either way after which a
         UDP association ends.
-    @ivar externalAddress: The IP that BIND and UDP ASSOCIATE replies name
-        instead of the listener's own (the server's public address behind
-        NAT); C{None} to name the address the client reached us at.
+    @ivar externalAddresses: The IPs (at most one per family) that BIND
+        and UDP ASSOCIATE replies name instead of the listener's own (the
+        server's public addresses behind NAT); a reply whose listener is of
+        a family not among them names the address the client reached us at.
     @ivar limits: Sessions per client and per user, new sessions per
         second, and the authentication-failure back-off.
     @ivar bandwidthPerSession: Bytes per second each way for one relayed
@@ -99,7 +100,7 @@ class ServerSettings:
     maxSessions: int = 1024
     bindTimeout: float = 120.0
     udpTimeout: float = 300.0
-    externalAddress: str | None = None
+    externalAddresses: tuple[str, ...] = ()
     limits: LimitSettings = field(default_factory=LimitSettings)
     bandwidthPerSession: int | None = None
     bandwidthPerUser: int | None = None

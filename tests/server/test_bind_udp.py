@@ -153,11 +153,24 @@ class BindTests(SynchronousTestCase):
 
     def test_externalAddress(self) -> None:
         """
-        --external-address replaces the listener's address in the replies.
+        --external-address replaces the listener's address in the replies,
+        with the address of the listener's family when it names one per
+        family.
         """
-        _, transport, _ = self.open(BIND_FROM_127_0_0_2, externalAddress="127.10.20.30")
+        for external in [("127.10.20.30",), ("2001:db8::7", "127.10.20.30")]:
+            _, transport, _ = self.open(BIND_FROM_127_0_0_2, externalAddresses=external)
+            self.assertEqual(
+                transport.value(), bytes.fromhex("05 00 05 00 00 01 7f0a141e a028")
+            )
+
+    def test_externalAddressOfAnotherFamily(self) -> None:
+        """
+        An external address of the other family only leaves the listener's
+        own address in the replies.
+        """
+        _, transport, _ = self.open(BIND_FROM_127_0_0_2, externalAddresses=("::1",))
         self.assertEqual(
-            transport.value(), bytes.fromhex("05 00 05 00 00 01 7f0a141e a028")
+            transport.value()[:10], bytes.fromhex("05 00 05 00 00 01 7f000001")
         )
 
     def test_socks4Bind(self) -> None:
