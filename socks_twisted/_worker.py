@@ -45,14 +45,15 @@ def main() -> None:
         [jsonFileLogObserver(sys.stdout, recordSeparator="")],
         redirectStandardIO=False,
     )
-    options = tap.Options()
+    options = tap.Options(
+        listeners=[adopted(reactor, shared) for shared in spec.sockets]
+    )
     try:
         options.parseOptions(spec.argv)
     except Exception as e:  # the supervisor parsed the same: not expected
         sys.stderr.write(f"{e}\n")
         raise SystemExit(1) from None
     SOCKSServerProtocol.sessionPrefix = f"{spec.index}."
-    options["listeners"] = [adopted(reactor, shared) for shared in spec.sockets]
     options["max-sessions"] = spec.maxSessions
     options["workers"] = 1
     options["metricsListener"] = None  # the supervisor serves the sum

@@ -246,8 +246,18 @@ class Options(usage.Options, AuthOptionMixin):
     ]
     compData = usage.Completions(optActions={"port": usage.Completer()})
 
-    def __init__(self, reactor: IReactorSocket | None = None) -> None:
+    def __init__(
+        self,
+        reactor: IReactorSocket | None = None,
+        listeners: list[Listener] | None = None,
+    ) -> None:
+        """
+        @param listeners: Where to listen, instead of what the C{--port}
+            options describe (a worker of C{--workers} adopts the sockets
+            its supervisor opened).
+        """
         usage.Options.__init__(self)
+        self._listeners = listeners
         self["ports"] = []
         self["metricsListener"] = None
         self["config"] = None
@@ -425,7 +435,9 @@ class Options(usage.Options, AuthOptionMixin):
             )
         if self["log-format"] not in LOG_FORMATS:
             raise usage.UsageError(f"--log-format must be {' or '.join(LOG_FORMATS)}")
-        self["listeners"] = self.listeners()
+        self["listeners"] = (
+            self._listeners if self._listeners is not None else self.listeners()
+        )
         if self["workers"] > 1:
             for listener in self["listeners"]:
                 if not sharable(listener.description):

@@ -727,6 +727,21 @@ class SocketActivationTests(SynchronousTestCase):
         or C{--allow-public-unauthenticated}, the server serves a SOCKS5
         CONNECT on it.
         """
+        self._serveActivated()
+
+    def test_workersShareIt(self) -> None:
+        """
+        With C{--workers 2}, the supervisor adopts the socket systemd passed
+        and its workers serve it.
+        """
+        server = self._serveActivated("--workers", "2")
+        self.assertRegex(server.output(), r"\[worker \d\] SOCKS session")
+
+    def _serveActivated(self, *options: str) -> SOCKSServerProcess:
+        """
+        Start the server through systemd-socket-activate with C{options},
+        and serve one SOCKS5 CONNECT to an echo server through it.
+        """
         activate = requirePeer("systemd-socket-activate", "systemd")
         echo = startEchoServer(self)
         with socket.create_server(("127.0.0.1", 0)) as probe:
@@ -742,7 +757,12 @@ class SocketActivationTests(SynchronousTestCase):
             f"127.0.0.1:{port}",
             *[f"--setenv={variable}" for variable in passed],
             *twistdCommand(
-                "-n", "--pidfile=", "socks", "--port", "systemd:domain=INET:index=0"
+                "-n",
+                "--pidfile=",
+                "socks",
+                "--port",
+                "systemd:domain=INET:index=0",
+                *options,
             ),
         ]
         process, logPath = spawnLogged(self, argv)
@@ -764,3 +784,10 @@ class SocketActivationTests(SynchronousTestCase):
         self.addCleanup(session.close)
         self.assertTrue(echoes(session, b"activated"), server.output())
         self.assertNotIn("refusing", server.output())
+        session.close()
+        deadline = time.monotonic() + 10
+        while "SOCKS session" not in server.output():
+            if time.monotonic() > deadline:
+                self.fail(f"the session was not logged:\n{server.output()}")
+            time.sleep(0.05)
+        return server
