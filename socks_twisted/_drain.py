@@ -248,7 +248,7 @@ class ServerService(MultiService):
     @ivar onParent: Called with what the service is given as its parent
         (twistd's application), before it joins it.
     @ivar freezeHeap: Whether starting freezes the objects made so far
-        (L{gc.freeze}): for a process that is the server, not for a program
+        (C{gc.freeze}): for a process that is the server, not for a program
         that embeds it or a test run.
     """
 

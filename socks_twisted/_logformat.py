@@ -1,7 +1,7 @@
 """
 Log messages formatted as Twisted formats them, faster: a C{log_format} is
 parsed once, and its fields are filled in with C{format} directly instead of
-through L{string.Formatter.vformat} in pure Python.
+through C{string.Formatter.vformat} in pure Python.
 
 Anything this does not cover exactly (a field with attributes, indices or
 calls, a nested format spec, a missing field, a flattened event, a format

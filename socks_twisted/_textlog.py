@@ -5,7 +5,7 @@ same place, at a fraction of the cost.
 
 The server logs two lines a session, and Twisted's text observer was about a
 fifth of the server's time per connection: each line's C{log_format} goes
-through L{string.Formatter.vformat} in pure Python, and each timestamp
+through C{string.Formatter.vformat} in pure Python, and each timestamp
 through a time-zone look-up and C{strftime}.  Here the message is written by
 L{formatMessage<socks_twisted._logformat.formatMessage>}, and a timestamp's
 text is kept for the rest of its second.  An event with a failure is written

@@ -80,7 +80,7 @@ class SOCKSServerFactory(Factory):
         peers, UDP targets and RESOLVE); by default the reactor's resolver.
     @param reverse: Looks an address up for its name (RESOLVE_PTR); by
         default C{getnameinfo} in the reactor's thread pool, a few at a time
-        (L{ReverseResolver}).
+        (L{ReverseResolver<socks_twisted.server._settings.ReverseResolver>}).
 
     @ivar sessions: The sessions open now.
     @ivar ownAddresses: Where this server listens: never a destination.
