@@ -37,6 +37,7 @@ from ._listen import (
     listenerFor,
 )
 from ._metricsservice import metricsService
+from ._proxyurl import parseProxyURL
 from ._reload import Reloader, withConfig
 from ._sighup import SIGHUPService, logIgnored
 from ._startup import ListeningService, StartupError
@@ -222,6 +223,16 @@ class Options(usage.Options, AuthOptionMixin):
             "text, or json: one JSON object a line, every event with its "
             "fields, written where the text would go.",
             logFormat,
+        ],
+        [
+            "upstream",
+            None,
+            None,
+            "Reach targets through this SOCKS proxy (CONNECT, BIND and UDP "
+            "ASSOCIATE; UDP needs SOCKS5): a URL socks5://, socks5h:// (the "
+            "upstream resolves names), socks4:// or socks4a://, with "
+            "user:password@ for its authentication.  A rule's via overrides "
+            "it.  [default: direct]",
         ],
         [
             "drain-timeout",
@@ -410,6 +421,11 @@ class Options(usage.Options, AuthOptionMixin):
                 raise usage.UsageError(
                     "--external-address must be an IP address"
                 ) from None
+        if self["upstream"] is not None:
+            try:
+                parseProxyURL(self["upstream"])
+            except ValueError as e:
+                raise usage.UsageError(f"--upstream: {e}") from None
         if self["max-sessions"] < 1:
             raise usage.UsageError("--max-sessions must be at least 1")
         if not self["drain-timeout"] >= 0:
@@ -510,6 +526,7 @@ def makeService(options: dict[str, Any]) -> IService:
         externalAddress=options["external-address"],
         splice=options["relay"] == "auto",
         torResolve=not options["no-tor-resolve"],
+        upstream=options.get("upstream"),
     )
     config: Config | None = options.get("config")
     if config is not None:

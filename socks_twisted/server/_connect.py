@@ -19,6 +19,7 @@ from ._command import (
     deniedBy,
 )
 from ._target import TargetFactory, TargetProtocol
+from ._upstream import connectVia, upstreamFor
 
 
 def checkDestination(context: CommandContext, host: str, port: int) -> None:
@@ -45,6 +46,12 @@ def connect(request: Request, context: CommandContext) -> "defer.Deferred[Outcom
     connection, and the coroutine machinery cost more than the rest of it.)
     """
     host, port = request.host, request.port
+    try:
+        upstream = upstreamFor(context)
+    except RefusedError:
+        return defer.fail()
+    if upstream is not None:
+        return connectVia(request, context, upstream)
     try:
         checkDestination(context, host, port)
     except RefusedError:
