@@ -175,7 +175,7 @@ class ChainTestCase(TestCase):
         """
         A UDP echo target.
         """
-        port = cast(IReactorUDP, reactor).listenUDP(0, EchoUDP(), interface="127.0.0.1")
+        port = cast(IReactorUDP, reactor).listenUDP(0, EchoUDP(), "127.0.0.1", 65535)
         self.addCleanup(port.stopListening)
         return hostAndPort(port.getHost())[1]
 
