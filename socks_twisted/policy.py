@@ -246,6 +246,8 @@ class Policy:
                 allRules.append(_DENY_LOCAL)
             allRules.append(_ALLOW)
         self.rules: tuple[Rule, ...] = tuple(allRules)
+        #: Whether some rule names a C{via}, so that routes must be chosen.
+        self.routes = any(rule.via is not None for rule in self.rules)
         self._compiled = [_Compiled(rule) for rule in self.rules]
         self._own = own
         memberships: dict[str, set[str]] = {}

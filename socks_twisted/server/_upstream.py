@@ -90,7 +90,7 @@ from ._command import (
 from ._local import replyAddress, serviceInterface
 from ._settings import Resolver
 from ._target import TargetFactory, TargetProtocol
-from ._udp import _WHOLE, MAX_NAMES, MAX_TARGETS, Permit, UDPAssociation
+from ._udp import _WHOLE, MAX_NAMES, MAX_TARGETS, Permit, UDPAssociation, _remember
 
 _log = Logger()
 
@@ -157,11 +157,19 @@ def upstreamFor(context: CommandContext) -> Upstream | None:
     @raise RefusedError: The network cannot reach upstream proxies, or the
         URL cannot be used (both configuration problems: 0x01).
     """
-    asked = context.policyRequest
-    anyDestination = asked.command == "udp" or (
-        asked.command == "bind" and isUnspecified(asked.host)
-    )
-    via = context.policy.viaFor(asked, destinationKnown=not anyDestination)
+    policy, asked = context.policy, context.policyRequest
+    if context.settings.upstream is None and not policy.routes:
+        return None  # the common case, on every CONNECT: nothing to choose
+    decision = context.decision
+    if decision.allowed and decision.rule is not None:
+        # The session's decision on the request itself: an IP target, or a
+        # BIND or UDP ASSOCIATE decided whatever the destination.
+        via = decision.rule.via
+    else:
+        anyDestination = asked.command == "udp" or (
+            asked.command == "bind" and isUnspecified(asked.host)
+        )
+        via = policy.viaFor(asked, destinationKnown=not anyDestination)
     if via is None:
         via = context.settings.upstream
     if via is None or via == DIRECT:
@@ -531,22 +539,6 @@ class UpstreamAssociation(UDPAssociation):
         else:
             self._send(request.data, request.host, request.port, None, key)
 
-    def _send(
-        self,
-        data: bytes,
-        host: str,
-        port: int,
-        name: str | None = None,
-        key: bytes | None = None,
-    ) -> None:
-        # The family check of UDPAssociation._send is for its own socket;
-        # the upstream takes either family.
-        saved, self._wanted = self._wanted, addressTypeOf(normalizeIP(host))
-        try:
-            super()._send(data, host, port, name, key)
-        finally:
-            self._wanted = saved
-
     def _sendName(self, data: bytes, name: str, port: int, key: bytes) -> None:
         target = (name, port)
         if target not in self._targets:
@@ -567,7 +559,7 @@ class UpstreamAssociation(UDPAssociation):
             self._targets[target] = None
             if len(self._namePorts) < MAX_NAMES:
                 self._namePorts.add(port)
-        self._destinations[key] = target
+        _remember(self._destinations, key, target)
         self._forward(data, target)
 
     def _forward(self, data: bytes, target: tuple[str, int]) -> None:

@@ -32,7 +32,14 @@ from socks_twisted.errors import (
     TTLExpiredError,
     UnknownReplyError,
 )
-from socks_twisted.policy import DIRECT, Policy, PolicyError, Request, parseRules
+from socks_twisted.policy import (
+    DIRECT,
+    Decision,
+    Policy,
+    PolicyError,
+    Request,
+    parseRules,
+)
 from socks_twisted.server import ServerSettings
 from socks_twisted.server._command import RefusedError
 from socks_twisted.server._sessionlog import logSession
@@ -97,6 +104,14 @@ class FakeContext:
     policyRequest: Request
     settings: ServerSettings = field(default_factory=ServerSettings)
     network: FakeNetwork = field(default_factory=FakeNetwork)
+
+    @property
+    def decision(self) -> Decision:
+        """
+        The session's decision, as it makes it.
+        """
+        asked = self.policyRequest
+        return self.policy.decide(asked, destinationKnown=asked.command != "udp")
 
 
 def route(context: FakeContext) -> Upstream | None:
