@@ -14,6 +14,10 @@ Each condition of a rule is optional, and a missing one matches everything:
   - C{to}: destinations (L{Destinations});
   - C{ports}: destination ports and port ranges.
 
+An allowing rule may also name C{bind} (the source address of its
+connections) and C{via} (an upstream proxy URL, or L{DIRECT}), which
+L{Policy.bindFor} and L{Policy.viaFor} find; neither is a condition.
+
 How destinations match:
 
   - An IPv4-mapped IPv6 address (C{::ffff:127.0.0.1}), in a request or in a

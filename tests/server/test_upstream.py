@@ -6,16 +6,17 @@ second server of ours, with username/password on each hop.
 import socket
 from typing import Any, cast
 
-from twisted.internet import defer, reactor
+from twisted.internet import defer, error, reactor
 from twisted.internet.address import IPv4Address
 from twisted.internet.endpoints import TCP4ClientEndpoint
-from twisted.internet.protocol import Factory
+from twisted.internet.protocol import Factory, Protocol
 
 from socks_twisted._addresses import hostAndPort
 from socks_twisted.errors import (
     ConnectionNotAllowedError,
     ConnectionRefusedError,
     GeneralServerFailureError,
+    TTLExpiredError,
 )
 from socks_twisted.policy import parseRules
 from socks_twisted.server import SOCKSServerFactory
@@ -370,3 +371,89 @@ async def _settle() -> None:
     d: defer.Deferred[None] = defer.Deferred()
     reactor.callLater(0.2, d.callback, None)
     await d
+
+
+class Silent(Protocol):
+    """
+    Accepts and never answers: an upstream that hangs.
+    """
+
+    def connectionMade(self) -> None:
+        SILENT.append(self)
+
+    def connectionLost(self, reason: object = None) -> None:
+        SILENT.remove(self)
+
+
+SILENT: list[Silent] = []
+
+
+class HangingUpstreamTests(ChainTestCase):
+    """
+    An upstream that accepts and never answers.
+    """
+
+    async def test_timeout(self) -> None:
+        """
+        No answer within --connect-timeout: 0x06, and the connection to the
+        upstream is closed.
+        """
+        hanging = await self.listen(Factory.forProtocol(Silent))
+        _, frontPort = await self.startServer(
+            upstream=f"socks5://127.0.0.1:{hanging}", connectTimeout=0.5
+        )
+        with self.assertRaises(TTLExpiredError):
+            await self.connect(
+                self.proxy(f"socks5://127.0.0.1:{frontPort}"), "127.0.0.1", 9
+            )
+        for _ in range(100):
+            if not SILENT:
+                break
+            await _settle()
+        self.assertEqual(SILENT, [])
+
+    async def test_clientLeaves(self) -> None:
+        """
+        A client that leaves while the upstream is asked: the connection to
+        the upstream is abandoned.
+        """
+        hanging = await self.listen(Factory.forProtocol(Silent))
+        front, frontPort = await self.startServer(
+            upstream=f"socks5://127.0.0.1:{hanging}"
+        )
+        connecting = (
+            self.proxy(f"socks5://127.0.0.1:{frontPort}")
+            .endpoint("127.0.0.1", 9)
+            .connect(Factory.forProtocol(Collect))
+        )
+        for _ in range(100):
+            if SILENT:
+                break
+            await _settle()
+        self.assertEqual(len(SILENT), 1)
+        connecting.cancel()
+        with self.assertRaises(error.ConnectingCancelledError):
+            await connecting
+        for _ in range(100):
+            if not SILENT and not front.sessions:
+                break
+            await _settle()
+        self.assertEqual((SILENT, front.sessions), ([], set()))
+
+
+class SOCKS4ClientTests(ChainTestCase):
+    """
+    A SOCKS4 client of ours, chained through a SOCKS5 upstream.
+    """
+
+    async def test_connect(self) -> None:
+        echo = await self.startEcho()
+        _, upstreamPort = await self.startServer({UP_USER: UP_PASSWORD})
+        _, frontPort = await self.startServer(
+            upstream=f"socks5://up:up-pw@127.0.0.1:{upstreamPort}"
+        )
+        client = await self.connect(
+            self.proxy(f"socks4://127.0.0.1:{frontPort}"), "127.0.0.1", echo
+        )
+        client.tunnel.write(b"four")
+        self.assertEqual(await client.receive(4), b"four")
