@@ -175,13 +175,23 @@ def upstreamFor(context: CommandContext) -> Upstream | None:
     if via is None or via == DIRECT:
         return None
     try:
-        location = parseProxyURL(via).location
+        url = parseProxyURL(via)
     except ValueError as e:
         # Checked when the configuration was loaded: an embedding program's
         # settings are the only way here.
         raise RefusedError(
             SOCKS5ReplyCode.GENERAL_FAILURE, f"bad upstream proxy URL: {e}"
         ) from None
+    location = url.location
+    if (
+        addressTypeOf(url.host) is not AddressType.DOMAIN
+        and (normalizeIP(url.host), url.port) in context.ownAddresses
+    ):
+        # Each hop would make another, until the sessions run out.
+        raise RefusedError(
+            SOCKS5ReplyCode.GENERAL_FAILURE,
+            f"upstream {location} is this server itself",
+        )
     maker = context.network.upstream
     if maker is None:
         raise RefusedError(

@@ -19,7 +19,7 @@ from socks_twisted.errors import (
     TTLExpiredError,
 )
 from socks_twisted.policy import parseRules
-from socks_twisted.server import SOCKSServerFactory
+from socks_twisted.server import ServerSettings, SOCKSServerFactory
 
 from ._chain import STEP, ChainTestCase, Collect, CollectUDP
 
@@ -457,3 +457,21 @@ class SOCKS4ClientTests(ChainTestCase):
         )
         client.tunnel.write(b"four")
         self.assertEqual(await client.receive(4), b"four")
+
+
+class LoopTests(ChainTestCase):
+    """
+    An upstream that is this server itself.
+    """
+
+    async def test_refused(self) -> None:
+        """
+        0x01, without a hop to itself.
+        """
+        factory, port = await self.startServer()
+        factory.settings = ServerSettings(upstream=f"socks5://127.0.0.1:{port}")
+        with self.assertRaises(GeneralServerFailureError):
+            await self.connect(self.proxy(f"socks5://127.0.0.1:{port}"), "127.0.0.1", 9)
+        event = await self.sessionEvent(1)
+        self.assertIn("is this server itself", event["reason"])
+        self.assertEqual(len(self.log.events), 1)

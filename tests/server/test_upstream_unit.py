@@ -213,6 +213,31 @@ class RouteTests(SynchronousTestCase):
         self.assertEqual(caught.exception.code, SOCKS5ReplyCode.GENERAL_FAILURE)
 
 
+class DecideByNameTests(SynchronousTestCase):
+    """
+    L{Policy.decideByName}: what can be decided of a name never resolved
+    here.
+    """
+
+    def test_addressRulesPassedOver(self) -> None:
+        """
+        Rules only an address could match are passed over (the built-in
+        denial of the server's own addresses among them); a rule matching
+        the name decides.
+        """
+        rules = policy(
+            {"action": "deny", "to": "10.0.0.0/8"},
+            {"action": "deny", "to": ".blocked.example"},
+        )
+        self.assertTrue(rules.decideByName(request(host="ok.example")).allowed)
+        denied = rules.decideByName(request(host="a.blocked.example"))
+        self.assertFalse(denied.allowed)
+        assert denied.rule is not None
+        self.assertEqual(denied.rule.index, 2)
+        # The full decision cannot be told before resolution.
+        self.assertIsNone(rules.decide(request(host="ok.example")).allowed)
+
+
 class MappingTests(SynchronousTestCase):
     """
     L{upstreamRefusal}: the reply code for each way an upstream fails.
