@@ -104,6 +104,7 @@ class FakeContext:
     policyRequest: Request
     settings: ServerSettings = field(default_factory=ServerSettings)
     network: FakeNetwork = field(default_factory=FakeNetwork)
+    ownAddresses: frozenset[tuple[str, int]] = frozenset({("127.0.0.1", 1080)})
 
     @property
     def decision(self) -> Decision:
@@ -202,6 +203,18 @@ class RouteTests(SynchronousTestCase):
         with self.assertRaises(RefusedError) as caught:
             route(context)
         self.assertEqual(caught.exception.code, SOCKS5ReplyCode.GENERAL_FAILURE)
+
+    def test_itself(self) -> None:
+        """
+        An upstream at one of the server's own addresses: 0x01, no loop.
+        """
+        context = FakeContext(
+            policy(), request(), ServerSettings(upstream="socks5://127.0.0.1:1080")
+        )
+        with self.assertRaises(RefusedError) as caught:
+            route(context)
+        self.assertEqual(caught.exception.code, SOCKS5ReplyCode.GENERAL_FAILURE)
+        self.assertEqual(context.network.made, [])
 
     def test_badSettingsURL(self) -> None:
         """
