@@ -1,8 +1,9 @@
 """
 Reloading the configuration file: on C{SIGHUP}, the file and its users file
-are read again and the new rules, limits, bandwidth caps, timeouts and users
-take effect for new sessions at once, while open sessions keep running.  A
-file that fails to load leaves everything as it was.
+are read again and the new rules (with their C{via}), limits, bandwidth
+caps, timeouts, C{upstream} and users take effect for new sessions at
+once, while open sessions keep running.  A file that fails to load leaves
+everything as it was.
 """
 
 from collections.abc import Mapping
@@ -11,6 +12,7 @@ from typing import Any
 
 from twisted.logger import Logger
 
+from ._proxyurl import parseProxyURL
 from .config import Config, ConfigError, loadConfig
 from .server import ServerSettings, SOCKSServerFactory
 from .server._limits import LimitSettings
@@ -41,6 +43,21 @@ def _seconds(path: str, key: str, value: object) -> float | None:
         if value == 0 and key == "idle-timeout":
             return None
     raise ConfigError(f"{path}: [server] key {key!r}: {value!r} is not a timeout")
+
+
+def _upstream(path: str, value: object) -> str:
+    """
+    The C{[server]} table's C{upstream}: a proxy URL.
+
+    @raise ConfigError: It is not one (the message never shows a password).
+    """
+    if isinstance(value, str):
+        try:
+            parseProxyURL(value)
+        except ValueError as e:
+            raise ConfigError(f"{path}: [server] key 'upstream': {e}") from None
+        return value
+    raise ConfigError(f"{path}: [server] key 'upstream': not a proxy URL")
 
 
 def limitSettings(config: Config) -> LimitSettings:
@@ -134,6 +151,12 @@ class Reloader:
             for key, value in config.server.items():
                 if key in RELOADABLE and key not in self._commandLine:
                     changes[RELOADABLE[key]] = _seconds(path, key, value)
+            if "upstream" not in self._commandLine:
+                # A removed upstream goes direct, as it would at start.
+                upstream = config.server.get("upstream")
+                changes["upstream"] = (
+                    None if upstream is None else _upstream(path, upstream)
+                )
         except ConfigError as e:
             _log.error(
                 "reload of {path} failed, the running configuration is kept: {problem}",
@@ -143,14 +166,14 @@ class Reloader:
             return False
         settings = replace(withConfig(self._factory.settings, config), **changes)
         for key, value in config.server.items():
-            if key in self._commandLine or key in RELOADABLE:
+            if key in self._commandLine or key in RELOADABLE or key == "upstream":
                 continue
             if self.config.server.get(key) != value:
                 _log.warn(
                     "reload: [server] {key} changed, ignored until restart", key=key
                 )
         for key in self.config.server.keys() - config.server.keys():
-            if key not in self._commandLine:
+            if key not in self._commandLine and key != "upstream":
                 _log.warn(
                     "reload: [server] {key} removed, ignored until restart", key=key
                 )

@@ -8,7 +8,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ._destinations import (
     ALL_SETS,
@@ -18,12 +18,17 @@ from ._destinations import (
     parseAddress,
     unmappedNetwork,
 )
+from ._proxyurl import parseProxyURL
 
 #: The SOCKS versions a rule can name, as L{Request.version} gives them.
 VERSIONS = frozenset({"4", "4a", "5"})
 
 #: The commands a rule can name, as L{Request.command} gives them.
 COMMANDS = frozenset({"connect", "bind", "udp", "resolve", "resolve_ptr"})
+
+#: The C{via} of a rule that reaches its targets directly, even when the
+#: server has an C{--upstream}.
+DIRECT = "direct"
 
 
 _LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)\Z")
@@ -39,6 +44,7 @@ _RULE_KEYS = (
     "to",
     "ports",
     "bind",
+    "via",
 )
 _CONDITION_KEYS = ("from", "users", "versions", "commands", "to", "ports")
 
@@ -68,6 +74,10 @@ class Rule:
     @ivar ports: Inclusive port ranges.
     @ivar bind: The source address of the outbound connections of the
         sessions the rule allows.
+    @ivar via: How the sessions the rule allows reach their targets: the
+        URL of an upstream SOCKS proxy (C{socks5h://user:pw@host:port}),
+        L{DIRECT}, or C{None} for the server's default (C{--upstream}, or
+        direct).
     """
 
     index: int
@@ -80,6 +90,7 @@ class Rule:
     to: Destinations | None = None
     ports: tuple[tuple[int, int], ...] | None = None
     bind: str | None = None
+    via: str | None = field(default=None, repr=False)
 
     @property
     def catchAll(self) -> bool:
@@ -281,6 +292,7 @@ class _RuleParser:
             if address is None or "%" in str(bind):
                 raise self.error("bind", f"{_describeValue(bind)} is not an IP address")
             bind = str(address)
+        via = self.via(table.get("via"), allow)
         get = table.get
         return Rule(
             index=self.number,
@@ -297,7 +309,28 @@ class _RuleParser:
             to=None if get("to") is None else self.destinations(get("to")),
             ports=None if get("ports") is None else self.ports(get("ports")),
             bind=bind,
+            via=via,
         )
+
+    def via(self, value: object, allow: bool) -> str | None:
+        """
+        A rule's C{via}: C{"direct"} or an upstream proxy URL, checked now
+        so that a bad one is an error when the file is loaded (or reloaded),
+        not when a request comes.  The message never shows the password.
+        """
+        if value is None:
+            return None
+        if not allow:
+            raise self.error("via", "only a rule that allows can set it")
+        if not isinstance(value, str):
+            raise self.error("via", f"{type(value).__name__} is not a proxy URL")
+        if value.strip().lower() == DIRECT:
+            return DIRECT
+        try:
+            parseProxyURL(value)
+        except ValueError as e:
+            raise self.error("via", f'not "direct" or a proxy URL: {e}') from None
+        return value.strip()
 
 
 def _checkName(text: str) -> str | None:

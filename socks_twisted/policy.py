@@ -14,6 +14,10 @@ Each condition of a rule is optional, and a missing one matches everything:
   - C{to}: destinations (L{Destinations});
   - C{ports}: destination ports and port ranges.
 
+An allowing rule may also name C{bind} (the source address of its
+connections) and C{via} (an upstream proxy URL, or L{DIRECT}), which
+L{Policy.bindFor} and L{Policy.viaFor} find; neither is a condition.
+
 How destinations match:
 
   - An IPv4-mapped IPv6 address (C{::ffff:127.0.0.1}), in a request or in a
@@ -64,6 +68,7 @@ from ._destinations import (
 )
 from ._rules import (
     COMMANDS,
+    DIRECT,
     VERSIONS,
     PolicyError,
     Rule,
@@ -72,6 +77,7 @@ from ._rules import (
 
 __all__ = [
     "COMMANDS",
+    "DIRECT",
     "NAMED_SETS",
     "VERSIONS",
     "Decision",
@@ -244,6 +250,8 @@ class Policy:
                 allRules.append(_DENY_LOCAL)
             allRules.append(_ALLOW)
         self.rules: tuple[Rule, ...] = tuple(allRules)
+        #: Whether some rule names a C{via}, so that routes must be chosen.
+        self.routes = any(rule.via is not None for rule in self.rules)
         self._compiled = [_Compiled(rule) for rule in self.rules]
         self._own = own
         memberships: dict[str, set[str]] = {}
@@ -351,6 +359,21 @@ class Policy:
         over: the addresses are checked one by one when dialled, and a
         connection's source address has to be chosen before.
         """
+        return self.decideByName(request).bind
+
+    def decideByName(self, request: Request) -> Decision:
+        """
+        Decide a request whose destination is a name from the name alone:
+        the first rule that matches it by name (or has no C{to}) decides,
+        and rules that only an address could match are passed over.
+
+        This is what can be decided when the addresses are never known here
+        (a name sent for an upstream proxy to resolve), and what chooses,
+        before a name is resolved, the source address and the route of its
+        connections.
+
+        @return: The decision; C{Decision(False, None)} if no rule matches.
+        """
         client = None if request.client is None else parseAddress(request.client)
         name = normalizeName(request.host)
         user = request.user
@@ -366,7 +389,41 @@ class Policy:
             to = compiled.to
             if to is not None and not to.matchesName(name):
                 continue
-            return compiled.rule.bind if compiled.rule.allow else None
+            return Decision(compiled.rule.allow, compiled.rule)
+        return Decision(False, None)
+
+    def viaFor(self, request: Request, *, destinationKnown: bool = True) -> str | None:
+        """
+        The C{via} of the rule that allows C{request}: an upstream proxy URL,
+        L{DIRECT}, or C{None} when the rules say nothing (the server's
+        default applies).
+
+        For an IP destination that is the deciding rule's; for a name, the
+        rule L{decideByName} finds (as for C{bind}); for a UDP association
+        (C{destinationKnown} false), the first rule that matches who asks
+        and has neither C{to} nor C{ports}, since one association has one
+        route whatever its datagrams' destinations.
+        """
+        rule: Rule | None
+        if not destinationKnown:
+            rule = self._firstWithoutDestination(request)
+        elif parseAddress(request.host) is None:
+            rule = self.decideByName(request).rule
+        else:
+            rule = self.decide(request).rule
+        if rule is None or not rule.allow:
+            return None
+        return rule.via
+
+    def _firstWithoutDestination(self, request: Request) -> Rule | None:
+        client = None if request.client is None else parseAddress(request.client)
+        user = request.user
+        userGroups = None if user is None else self.groupsOf(user)
+        for compiled in self._compiled:
+            if compiled.to is not None or compiled.ports is not None:
+                continue
+            if compiled.matchesAsker(request, client, userGroups):
+                return compiled.rule
         return None
 
     def _decideWithoutDestination(

@@ -37,6 +37,7 @@ from ._listen import (
     listenerFor,
 )
 from ._metricsservice import metricsService
+from ._proxyurl import parseProxyURL
 from ._reload import Reloader, withConfig
 from ._sighup import SIGHUPService, logIgnored
 from ._startup import ListeningService, StartupError
@@ -235,6 +236,16 @@ class Options(usage.Options, AuthOptionMixin):
             workerCount,
         ],
         [
+            "upstream",
+            None,
+            None,
+            "Reach targets through this SOCKS proxy (CONNECT, BIND and UDP "
+            "ASSOCIATE; UDP needs SOCKS5): a URL socks5://, socks5h:// (the "
+            "upstream resolves names), socks4:// or socks4a://, with "
+            "user:password@ for its authentication.  A rule's via overrides "
+            "it.  [default: direct]",
+        ],
+        [
             "drain-timeout",
             None,
             10.0,
@@ -427,6 +438,11 @@ class Options(usage.Options, AuthOptionMixin):
         if self["idle-timeout"] < 0:
             raise usage.UsageError("--idle-timeout must be 0 (off) or positive")
         self["externalAddresses"] = externalAddresses(self["external-address"])
+        if self["upstream"] is not None:
+            try:
+                parseProxyURL(self["upstream"])
+            except ValueError as e:
+                raise usage.UsageError(f"--upstream: {e}") from None
         if self["max-sessions"] < 1:
             raise usage.UsageError("--max-sessions must be at least 1")
         if not self["drain-timeout"] >= 0:
@@ -562,6 +578,7 @@ def makeService(options: dict[str, Any]) -> IService:
         externalAddresses=options.get("externalAddresses", ()),
         splice=options["relay"] == "auto",
         torResolve=not options["no-tor-resolve"],
+        upstream=options.get("upstream"),
     )
     config: Config | None = options.get("config")
     if config is not None:

@@ -14,7 +14,8 @@ How a session flows, module by module:
    out; L{_connect}, L{_bind}, L{_associate} and L{_lookup} (Tor's RESOLVE
    and RESOLVE_PTR, through L{_resolve}) are the handlers (L{_udp} is the
    association's datagram relay, L{_target} the connection to the other
-   side);
+   side); L{_upstream} serves the first three through an upstream SOCKS
+   proxy when C{--upstream} or a rule's C{via} says so;
  - L{socks_twisted.relay}: pumps bytes once the session relays;
    L{_throttling} caps its bandwidth;
  - L{_sessionlog}: the escaped start and end events of each session;

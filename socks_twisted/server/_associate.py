@@ -11,13 +11,21 @@ from .._wire import SOCKS5ReplyCode
 from ._command import Associated, CommandContext, Outcome, RefusedError, Request
 from ._local import replyAddress, serviceInterface
 from ._udp import UDPAssociation
+from ._upstream import associateVia, upstreamFor
 
 
 def associate(request: Request, context: CommandContext) -> "defer.Deferred[Outcome]":
     """
     Serve a UDP ASSOCIATE: a relay for datagrams from the client's IP (and
-    the port it named, if any), or L{RefusedError}.
+    the port it named, if any), or L{RefusedError}; or, routed through an
+    upstream proxy, a relay that feeds the upstream's association.
     """
+    try:
+        upstream = upstreamFor(context)
+    except RefusedError:
+        return defer.fail()
+    if upstream is not None:
+        return associateVia(request, context, upstream)
     family = familyOfAddress(context.localAddress)
     clientHost, _ = hostAndPort(context.client.getPeer())
     policy, asked = context.policy, context.policyRequest

@@ -33,6 +33,7 @@ from ._command import (
 )
 from ._local import replyAddress, serviceInterface
 from ._target import TargetProtocol
+from ._upstream import bindVia, upstreamFor
 
 
 class UnexpectedPeerError(SOCKSError):
@@ -197,6 +198,13 @@ def _refusal(failure: Failure) -> RefusedError:
 def bind(request: Request, context: CommandContext) -> "defer.Deferred[Outcome]":
     """
     Serve a BIND: listen, announce the listener, and return the one peer's
-    connection, or L{RefusedError}.
+    connection, or L{RefusedError}; or, routed through an upstream proxy,
+    the upstream's BIND.
     """
+    try:
+        upstream = upstreamFor(context)
+    except RefusedError:
+        return defer.fail()
+    if upstream is not None:
+        return bindVia(request, context, upstream)
     return defer.Deferred.fromCoroutine(_bind(request, context))

@@ -174,5 +174,12 @@ class CommandContext(Protocol):
         Send an interim success reply naming C{(host, port)} (BIND's first).
         """
 
+    def routed(self, via: str, bound: str | None = None) -> None:
+        """
+        Note, for the session log, that the request goes through the
+        upstream proxy C{via} (its URL without credentials) and, once the
+        upstream answered, the address its reply named (C{bound}).
+        """
+
 
 Handler = Callable[[Request, CommandContext], "defer.Deferred[Outcome]"]

@@ -20,6 +20,7 @@ from ._command import (
 )
 from ._outbound import timesItself
 from ._target import TargetFactory, TargetProtocol
+from ._upstream import connectVia, upstreamFor
 
 
 def checkDestination(context: CommandContext, host: str, port: int) -> None:
@@ -46,6 +47,12 @@ def connect(request: Request, context: CommandContext) -> "defer.Deferred[Outcom
     connection, and the coroutine machinery cost more than the rest of it.)
     """
     host, port = request.host, request.port
+    try:
+        upstream = upstreamFor(context)
+    except RefusedError:
+        return defer.fail()
+    if upstream is not None:
+        return connectVia(request, context, upstream)
     try:
         checkDestination(context, host, port)
     except RefusedError:

@@ -25,6 +25,7 @@ from twisted.logger import Logger
 
 from .._addresses import formatAddress
 from .._bandwidth import BucketRegistry
+from ..client._endpoints import SOCKSReactor
 from ..policy import Policy, Rule
 from ._limits import BACK_OFF, PER_CLIENT, RATE, Limiter, clientKey
 from ._metrics import ServerMetrics
@@ -42,6 +43,7 @@ from ._settings import (
     UDPOpener,
 )
 from ._settings import ReverseResolver as _Reverser
+from ._upstream import UpstreamProxies
 
 _log = Logger()
 
@@ -121,6 +123,7 @@ class SOCKSServerFactory(Factory):
             or (lambda interface, p: full.listenUDP(0, p, interface, 65535)),
             resolve=resolve or (lambda name, family: resolveName(full, name, family)),
             reverse=reverse or _defaultReverse(full),
+            upstream=UpstreamProxies(cast(SOCKSReactor, reactor)),
         )
         self.ownAddresses = OwnAddresses()
         self._rules: tuple[Rule, ...] = ()

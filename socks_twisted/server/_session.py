@@ -259,6 +259,10 @@ class SOCKSServerProtocol(_Protocol):
         self.outcome: str | None = None
         #: The rule that decided the request, if the rules were asked.
         self.rule: str | None = None
+        #: The upstream proxy the request went through, and the address
+        #: its reply named (see L{routed}).
+        self.via: str | None = None
+        self.viaBound: str | None = None
         #: Short, unique in this process: in every log line of the session.
         self.sessionID = self.sessionPrefix + format(next(_SESSION_IDS), "x")
         self._requestRead: float | None = None
@@ -315,6 +319,12 @@ class SOCKSServerProtocol(_Protocol):
         Send an interim success reply (BIND's first).
         """
         self._reply(self._success(host, port))
+
+    def routed(self, via: str, bound: str | None = None) -> None:
+        """
+        Note the upstream proxy the request goes through, for the log.
+        """
+        self.via, self.viaBound = via, bound
 
     # Protocol events
 
@@ -978,4 +988,6 @@ class SOCKSServerProtocol(_Protocol):
             duration=self.reactor.seconds() - self._started,
             reason=self.reason,
             relay=self._relay.path if self._relay is not None else None,
+            via=self.via,
+            viaBound=self.viaBound,
         )

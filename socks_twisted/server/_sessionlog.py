@@ -47,6 +47,12 @@ def _target(target: tuple[str, int] | None) -> str:
     return formatHostPort(escape(target[0]), target[1]) if target else "-"
 
 
+def _via(via: str | None, bound: str | None) -> str:
+    if via is None:
+        return ""
+    return f" via=upstream={via}" + (f" upstream_bound={bound}" if bound else "")
+
+
 def logSessionStart(
     log: Logger,
     *,
@@ -91,6 +97,8 @@ def logSession(
     duration: float,
     reason: str,
     relay: str | None = None,
+    via: str | None = None,
+    viaBound: str | None = None,
 ) -> None:
     """
     Log the session's summary to C{log} as it ends; C{user}, the target's
@@ -102,13 +110,17 @@ def logSession(
     @param rule: The access rule that decided the request, described.
     @param relay: How the relayed bytes moved (C{splice} or C{copy}); C{None}
         when nothing was relayed.
+    @param via: The upstream proxy the session went through (its URL
+        without credentials); C{None} when it went direct.
+    @param viaBound: The address the upstream's reply named (where it
+        connected from, listened or relays datagrams), once it answered.
     """
     reason = escape(reason, spaces=True)
     log.info(
         "SOCKS session {session} {client} user={user} version={version} "
         "command={command} target={target} reply={replyText} outcome={outcome} "
         "bytes_up={bytesFromClient} bytes_down={bytesToClient} "
-        "relay={relayText} duration={duration:.3f}s{reasonSuffix}",
+        "relay={relayText}{viaText} duration={duration:.3f}s{reasonSuffix}",
         session=session,
         client=client,
         user=escape(user) if user else "-",
@@ -126,6 +138,9 @@ def logSession(
         duration=duration,
         relay=relay,
         relayText=relay or "-",
+        via=via,
+        viaBound=viaBound,
+        viaText=_via(via, viaBound),
         reason=reason,
         reasonSuffix=f" reason={reason}" if reason else "",
     )

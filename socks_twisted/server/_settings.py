@@ -17,6 +17,7 @@ from twisted.internet.interfaces import (
 )
 from twisted.internet.protocol import DatagramProtocol
 
+from ..client import SOCKSProxy
 from ._limits import LimitSettings
 
 #: Makes the endpoint that dials C{(host, port, timeout)}: the simple form an
@@ -53,6 +54,9 @@ UDPOpener = Callable[[str, DatagramProtocol], IListeningPort]
 Resolver = Callable[[str, int], "defer.Deferred[list[str]]"]
 #: Looks an address up for its name (RESOLVE_PTR).
 ReverseResolver = Callable[[str], "defer.Deferred[str]"]
+#: The upstream SOCKS proxy a URL names, made once per URL: given the URL
+#: and the seconds allowed to connect to it.
+UpstreamMaker = Callable[[str, float], SOCKSProxy]
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,10 @@ class ServerSettings:
     @ivar torResolve: Serve Tor's RESOLVE and RESOLVE_PTR commands
         (torspec socks-extensions.txt); when C{False} they get reply 0x07
         (SOCKS4: 91), as any unknown command does.
+    @ivar upstream: The URL of the SOCKS proxy that CONNECT, BIND and UDP
+        ASSOCIATE reach their targets through (C{socks5h://user:pw@host:port};
+        see L{socks_twisted.server._upstream}), unless a rule's C{via} says
+        otherwise; C{None} to reach them directly.
     """
 
     portal: Portal | None = None
@@ -106,6 +114,7 @@ class ServerSettings:
     bandwidthPerUser: int | None = None
     splice: bool = True
     torResolve: bool = True
+    upstream: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -119,6 +128,9 @@ class Network:
     @ivar listenUDP: Opens the UDP port of an association.
     @ivar resolve: Resolves names for BIND peers, UDP targets and RESOLVE.
     @ivar reverse: Looks addresses up for their names (RESOLVE_PTR).
+    @ivar upstream: Makes the client of an upstream proxy from its URL
+        (C{--upstream}, a rule's C{via}); C{None} when this network cannot
+        reach upstream proxies, and a request routed through one is refused.
     """
 
     dial: Dialler
@@ -126,3 +138,4 @@ class Network:
     listenUDP: UDPOpener
     resolve: Resolver
     reverse: ReverseResolver
+    upstream: UpstreamMaker | None = None
