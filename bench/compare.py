@@ -697,7 +697,7 @@ def _startAll(
     run: Run,
     directory: Path,
     roots: dict[str, Path],
-    serverArguments: Sequence[str],
+    serverArguments: dict[str, Sequence[str]],
     warmup: int,
     context: Callable[[], Context],
 ) -> Iterator[None]:
@@ -710,7 +710,7 @@ def _startAll(
             if name == DIRECT:
                 continue
             root = roots.get(name, _servers.REPOSITORY)
-            arguments = serverArguments if name in roots else ()
+            arguments = serverArguments.get(name, ())
             freshDirectory = directory / f"idle-{name.replace(' ', '-')}"
             freshDirectory.mkdir()
             configuration.fresh = partial(
@@ -776,6 +776,13 @@ def parseArguments(argv: Sequence[str]) -> argparse.Namespace:
         "syntax), for this checkout's and the baseline's, e.g. '--relay copy'",
     )
     parser.add_argument(
+        "--base-args",
+        default=None,
+        help="options for the baseline's server instead of --server-args, "
+        "e.g. --baseline-root . --base-args '--workers 1' --server-args "
+        "'--workers 2' to compare one worker with two",
+    )
+    parser.add_argument(
         "--json",
         type=Path,
         default=None,
@@ -837,6 +844,11 @@ def parseArguments(argv: Sequence[str]) -> argparse.Namespace:
     if arguments.baseline_root is not None:
         arguments.baseline_root = arguments.baseline_root.resolve()
     arguments.server_args = shlex.split(arguments.server_args)
+    arguments.base_args = (
+        arguments.server_args
+        if arguments.base_args is None
+        else shlex.split(arguments.base_args)
+    )
     return arguments
 
 
@@ -880,6 +892,8 @@ def main(argv: Sequence[str]) -> int:
         print(f"{name}: {connection_rate.serverSource(root)}")
     if arguments.server_args:
         print(f"our server's extra options: {shlex.join(arguments.server_args)}")
+    if BASE in roots and arguments.base_args:
+        print(f"the baseline's extra options: {shlex.join(arguments.base_args)}")
     waiting = connection_rate.timeWaitSockets()
     if waiting > 5000:
         notes.append(
@@ -900,7 +914,7 @@ def main(argv: Sequence[str]) -> int:
                     run,
                     Path(temporary),
                     roots,
-                    arguments.server_args,
+                    {OURS: arguments.server_args, BASE: arguments.base_args},
                     sizes.warmup,
                     lambda: context,
                 )
