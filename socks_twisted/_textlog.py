@@ -30,7 +30,7 @@ from twisted.python.components import Componentized
 from ._jsonlog import twistdLogFile
 from ._logformat import formatMessage
 
-__all__ = ["classicLogLine", "installTextLogging", "textObserver"]
+__all__ = ["PREFORMATTED", "classicLogLine", "installTextLogging", "textObserver"]
 
 
 class _SecondCache:
@@ -70,8 +70,16 @@ def _system(event: LogEvent) -> str:
         return "UNFORMATTABLE"
 
 
+#: The key of an event that carries its whole text-log line, already
+#: written by a worker process (see L{socks_twisted._workers}): the line is
+#: written as it is.
+PREFORMATTED = "socks_line"
+
+
 def classicLogLine(
-    event: LogEvent, timeText: Callable[[float | None], str] | None = None
+    event: LogEvent,
+    timeText: Callable[[float | None], str] | None = None,
+    system: str | None = None,
 ) -> str | None:
     """
     C{event} as a line of twistd's text log: what
@@ -79,24 +87,34 @@ def classicLogLine(
 
     @param timeText: Writes a timestamp (a cache of them, say); Twisted's
         L{formatTime} when C{None}.
+    @param system: What the line names in brackets instead of the event's
+        own system.
     """
+    preformatted = event.get(PREFORMATTED)
+    if preformatted is not None:
+        return str(preformatted)
     format = timeText or (lambda when: formatTime(when, timeFormatRFC3339))
     if "log_failure" in event:
+        if system is not None:
+            event = {**event, "log_system": system}
         return formatEventAsClassicLogText(event, formatTime=format)
     message = formatMessage(event)
     if not message:
         return None
-    line = f"{format(event.get('log_time'))} [{_system(event)}] {message}"
+    line = f"{format(event.get('log_time'))} [{system or _system(event)}] {message}"
     return line.replace("\n", "\n\t") + "\n"
 
 
-def textObserver(outFile: IO[Any]) -> FileLogObserver:
+def textObserver(outFile: IO[Any], system: str | None = None) -> FileLogObserver:
     """
     An observer that writes what twistd's text observer writes to
     C{outFile}, flushing after each line.
+
+    @param system: What every line names in brackets instead of the event's
+        own system.
     """
     cache = _SecondCache()
-    return FileLogObserver(outFile, lambda event: classicLogLine(event, cache))
+    return FileLogObserver(outFile, lambda event: classicLogLine(event, cache, system))
 
 
 def installTextLogging(

@@ -29,6 +29,7 @@ from . import tap
 from ._drain import ServerService
 from ._listen import Listener
 from ._startup import StartupError
+from ._textlog import textObserver
 from ._workers import METRICS_DIRECTORY, SharedSocket, WorkerSpec
 from .server import SOCKSServerFactory, SOCKSServerProtocol
 
@@ -41,10 +42,12 @@ def main() -> None:
 
     spec = WorkerSpec.decode(sys.argv[1])
     _endWithSupervisor(spec.supervisor)
-    globalLogBeginner.beginLoggingTo(
-        [jsonFileLogObserver(sys.stdout, recordSeparator="")],
-        redirectStandardIO=False,
+    observer = (
+        textObserver(sys.stdout, system=f"worker {spec.index}")
+        if spec.textLog
+        else jsonFileLogObserver(sys.stdout, recordSeparator="")
     )
+    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
     options = tap.Options(
         listeners=[adopted(reactor, shared) for shared in spec.sockets]
     )

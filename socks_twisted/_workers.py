@@ -22,6 +22,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, cast
@@ -38,13 +39,15 @@ from twisted.internet.interfaces import (
     IReactorTime,
 )
 from twisted.internet.protocol import Factory, ProcessProtocol
-from twisted.logger import Logger, eventFromJSON, globalLogPublisher
+from twisted.logger import Logger, LogLevel, eventFromJSON, globalLogPublisher
 from twisted.python.failure import Failure
 
+from ._jsonlog import installJSONLogging
 from ._listen import Listener, parseDescription
 from ._metricsservice import MetricsService
 from ._sighup import SIGHUPService
 from ._startup import StartupError
+from ._textlog import PREFORMATTED, installTextLogging
 from .server._metrics import workersMetricsSite
 
 _log = Logger()
@@ -120,7 +123,7 @@ def supervisedService(
         options.get("drain-timeout", 10.0),
         directory,
     )
-    service = MultiService()
+    service = _SupervisedServer(supervisor, options)
     children: list[Service] = [
         supervisor,
         SIGHUPService(IReactorFromThreads(reactor), supervisor.hangup),
@@ -139,6 +142,28 @@ def supervisedService(
         # mypy's untyped_calls_exclude for twisted applies.
         Service.setServiceParent(child, service)
     return service
+
+
+class _SupervisedServer(MultiService):
+    """
+    The supervisor and its helpers, which make twistd log as a single
+    server does (L{installTextLogging}, or JSON with C{--log-format json})
+    when they join twistd's application.
+    """
+
+    def __init__(self, supervisor: Supervisor, options: Mapping[str, Any]) -> None:
+        MultiService.__init__(self)
+        self._supervisor = supervisor
+        self._options = options
+
+    def setServiceParent(self, parent: Any) -> None:
+        twistdOptions = getattr(self._options, "parent", None)
+        if self._options.get("log-format", "text") == "json":
+            installJSONLogging(parent, twistdOptions)
+        else:
+            observer = installTextLogging(parent, twistdOptions)
+            self._supervisor.textLog = observer is not None
+        Service.setServiceParent(self, parent)
 
 
 def usableCores() -> int:
@@ -188,6 +213,8 @@ class WorkerSpec:
     @ivar index: Its number, from 1.
     @ivar maxSessions: Its share of C{--max-sessions}.
     @ivar supervisor: The supervisor's pid.
+    @ivar textLog: Whether to log finished text-log lines (L{TEXT_LOG})
+        rather than JSON events (L{JSON_LOG}).
     """
 
     argv: list[str]
@@ -195,6 +222,7 @@ class WorkerSpec:
     index: int
     maxSessions: int
     supervisor: int
+    textLog: bool
 
     def encode(self) -> str:
         """
@@ -214,6 +242,7 @@ class WorkerSpec:
             index=int(raw["index"]),
             maxSessions=int(raw["maxSessions"]),
             supervisor=int(raw["supervisor"]),
+            textLog=bool(raw["textLog"]),
         )
 
 
@@ -236,9 +265,13 @@ class WorkerProtocol(ProcessProtocol):
     """
 
     def __init__(
-        self, index: int, ended: Callable[[WorkerProtocol, Failure], None]
+        self,
+        index: int,
+        ended: Callable[[WorkerProtocol, Failure], None],
+        textLog: bool = False,
     ) -> None:
         self.index = index
+        self.textLog = textLog
         self.started = 0.0
         self._ended = ended
         self._partial = b""
@@ -261,8 +294,25 @@ class WorkerProtocol(ProcessProtocol):
                 _log.error("worker {worker}: {line}", worker=self.index, line=line)
 
     def _relog(self, line: bytes) -> None:
+        text = line.decode("utf-8", "replace")
+        if self.textLog:
+            # A finished line: written as it is (an event of its own, for
+            # the observers that would rather have one).
+            globalLogPublisher(
+                {
+                    "log_namespace": __name__,
+                    "log_level": LogLevel.info,
+                    "log_system": f"worker {self.index}",
+                    "log_time": time.time(),
+                    "log_format": "{line}",
+                    "line": text,
+                    "worker": self.index,
+                    PREFORMATTED: text + "\n",
+                }
+            )
+            return
         try:
-            event = eventFromJSON(line.decode("utf-8", "replace"))
+            event = eventFromJSON(text)
         except ValueError:
             _log.info("worker {worker}: {line!r}", worker=self.index, line=line)
             return
@@ -314,6 +364,9 @@ class Supervisor(Service):
         self._stopping = False
         self._allEnded: defer.Deferred[None] | None = None
         self._listening = False
+        #: Whether this process writes twistd's text log itself (see
+        #: L{installTextLogging}): then workers send it finished lines.
+        self.textLog = False
 
     def privilegedStartService(self) -> None:
         """
@@ -397,6 +450,7 @@ class Supervisor(Service):
             index=index,
             maxSessions=shareOf(self.maxSessions, self.workers),
             supervisor=os.getpid(),
+            textLog=self.textLog,
         )
         environment = dict(os.environ)
         if self.metricsDirectory is not None:
@@ -404,7 +458,7 @@ class Supervisor(Service):
         childFDs: dict[int, int | str] = {0: "w", 1: "r", 2: "r"}
         for shared in self.sockets:
             childFDs[shared.fd] = shared.fd
-        protocol = WorkerProtocol(index, self._ended)
+        protocol = WorkerProtocol(index, self._ended, self.textLog)
         protocol.started = IReactorTime(self.reactor).seconds()
         IReactorProcess(self.reactor).spawnProcess(
             protocol,

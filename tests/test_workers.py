@@ -5,6 +5,7 @@ run as an operator runs them (C{twistd -n socks}), on real loopback.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -126,7 +127,9 @@ class WorkersTests(TestCase):
             serving = {
                 index
                 for index in indexes
-                if f"[worker {index}] SOCKSServerFactory starting on" in log[after:]
+                for line in log[after:].splitlines()
+                if "SOCKSServerFactory starting on" in line
+                and (f"[worker {index}]" in line or f'"worker": {index}' in line)
             }
             if set(pids) >= indexes and serving >= indexes:
                 return {index: pids[index] for index in indexes}
@@ -147,7 +150,13 @@ class WorkersTests(TestCase):
         for _ in range(attempts):
             session()
             lines = [line for line in server.output().splitlines() if marker in line]
-            if all(any(f"[worker {i}]" in line for line in lines) for i in (1, 2)):
+            if all(
+                any(
+                    f"[worker {i}]" in line or f'"worker": {i}' in line
+                    for line in lines
+                )
+                for i in (1, 2)
+            ):
                 return
         self.fail(f"not every worker logged {marker!r}:\n{server.output()}")
 
@@ -360,3 +369,23 @@ class WorkersTests(TestCase):
             if time.monotonic() > deadline:
                 self.fail("a worker outlived its supervisor")
             time.sleep(0.05)
+
+    def test_jsonLog(self) -> None:
+        """
+        With C{--log-format json}, the workers' events reach the log as JSON
+        events of their own, each with the worker's number.
+        """
+        server = self.start("--log-format", "json")
+        target, _ = self.echoTarget()
+        self.untilEach(
+            server, "SOCKS session", lambda: self.connectOnce(server, target)
+        )
+        sessions = [
+            json.loads(line)
+            for line in server.output().splitlines()
+            if line.startswith("{") and '"SOCKS session' in line
+        ]
+        self.assertEqual({event["worker"] for event in sessions}, {1, 2})
+        for event in sessions:
+            self.assertTrue(event["session"].startswith(f"{event['worker']}."))
+            self.assertEqual(event["outcome"], "success")
