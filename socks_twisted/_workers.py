@@ -213,8 +213,8 @@ class WorkerSpec:
     @ivar index: Its number, from 1.
     @ivar maxSessions: Its share of C{--max-sessions}.
     @ivar supervisor: The supervisor's pid.
-    @ivar textLog: Whether to log finished text-log lines (L{TEXT_LOG})
-        rather than JSON events (L{JSON_LOG}).
+    @ivar textLog: Whether to log finished text-log lines rather than JSON
+        events.
     """
 
     argv: list[str]
