@@ -130,10 +130,15 @@ class PauseGate:
     force, does nothing.
     """
 
+    # Every relayed session has two: kept small.
+    __slots__ = ("_pause", "_reasons", "_resume")
+
     def __init__(self, pause: Callable[[], None], resume: Callable[[], None]) -> None:
         self._pause = pause
         self._resume = resume
-        self._reasons: set[str] = set()
+        # A list, not a set: there are at most a few reasons, and an empty
+        # set costs four times an empty list.
+        self._reasons: list[str] = []
 
     @property
     def paused(self) -> bool:
@@ -154,7 +159,7 @@ class PauseGate:
         """
         if reason in self._reasons:
             return
-        self._reasons.add(reason)
+        self._reasons.append(reason)
         if len(self._reasons) == 1:
             self._pause()
 
@@ -164,7 +169,7 @@ class PauseGate:
         """
         if reason not in self._reasons:
             return
-        self._reasons.discard(reason)
+        self._reasons.remove(reason)
         if not self._reasons:
             self._resume()
 

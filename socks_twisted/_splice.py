@@ -143,6 +143,16 @@ class _Side:
     direction can deliver what is in flight.
     """
 
+    __slots__ = (
+        "_fd",
+        "_relay",
+        "incoming",
+        "outgoing",
+        "reading",
+        "socket",
+        "writing",
+    )
+
     def __init__(self, relay: SpliceRelay, sock: socket.socket) -> None:
         self._relay = relay
         self.socket = sock
@@ -186,6 +196,18 @@ class SpliceRelay:
     @param fallBack: Called once, with nothing in flight, if splicing
         cannot go on: the caller relays by copying from then on.
     """
+
+    __slots__ = (
+        "_broke",
+        "_detached",
+        "_directions",
+        "_fallBack",
+        "_finished",
+        "_pool",
+        "_reactor",
+        "_sides",
+        "readSize",
+    )
 
     def __init__(
         self,

@@ -73,6 +73,8 @@ class _Reader:
     reader on a finished socket, so it is ignored.
     """
 
+    __slots__ = ("eof", "gate", "index", "spliced", "transport")
+
     def __init__(self, transport: StreamTransport, index: int) -> None:
         self.transport = transport
         self.index = index
@@ -123,6 +125,20 @@ class Relay:
 
     @ivar path: L{SPLICE} or L{COPY}: how the bytes move (once started).
     """
+
+    # One a relayed session: kept small.
+    __slots__ = (
+        "_bothEnded",
+        "_counted",
+        "_finished",
+        "_lost",
+        "_readSize",
+        "_readers",
+        "_splice",
+        "_spliced",
+        "_writeShut",
+        "path",
+    )
 
     def __init__(
         self,

@@ -9,6 +9,7 @@ C{takeTrailingData()}.  A L{ProtocolError} is sticky: once raised, every
 later C{nextEvent()} raises it again.
 """
 
+import functools
 from collections.abc import Callable, Collection
 from enum import Enum, auto
 from typing import Final, TypeAlias
@@ -169,6 +170,22 @@ _ANSWERS: dict[type[Message], type[Message]] = {
 }
 
 
+_EVERY_COMMAND = frozenset(Command)
+
+
+@functools.lru_cache(maxsize=16)
+def _commandSets(
+    commands: frozenset[Command],
+) -> tuple[frozenset[Command], frozenset[Command]]:
+    """
+    The commands a server connection serves, and those of them SOCKS4 can
+    carry: one pair for every connection of a server, not one per
+    connection (each frozenset is hundreds of bytes, and a server holds
+    thousands of sessions).
+    """
+    return commands, commands & SOCKS4_COMMANDS
+
+
 class ServerConnection(_Connection):
     """
     The server's side of a SOCKS4, SOCKS4a or SOCKS5 handshake.
@@ -191,8 +208,9 @@ class ServerConnection(_Connection):
             L{Command} when C{None}; SOCKS4 never carries UDP ASSOCIATE or
             RESOLVE_PTR.
         """
-        self._commands = frozenset(Command if commands is None else commands)
-        self._socks4Commands = self._commands & SOCKS4_COMMANDS
+        self._commands, self._socks4Commands = _commandSets(
+            _EVERY_COMMAND if commands is None else frozenset(commands)
+        )
         super().__init__(self._readFirst)
         self.version: int | None = None
         self._command: Command | None = None

@@ -196,6 +196,61 @@ class SOCKSServerProtocol(_Protocol):
     C{dataReceived} is one write to the target's transport.
     """
 
+    # A server holds thousands of these: their own attributes in slots, not
+    # in a dictionary each (Protocol's, and anything else, still go in one).
+    __slots__ = (
+        "_admittedUser",
+        "_association",
+        "_awaitingAdmission",
+        "_bandwidth",
+        "_client",
+        "_clientEOF",
+        "_clientNameText",
+        "_counted",
+        "_deadline",
+        "_decision",
+        "_earlyData",
+        "_ended",
+        "_graceCall",
+        "_held",
+        "_host",
+        "_idle",
+        "_isSOCKS",
+        "_lingerCall",
+        "_paused",
+        "_pending",
+        "_phase",
+        "_policy",
+        "_policyRequest",
+        "_prefix",
+        "_relay",
+        "_requestRead",
+        "_started",
+        "_target",
+        "_targetHost",
+        "_targetTransport",
+        "_udpPort",
+        "_upThrottle",
+        "_wire",
+        "bytesFromClient",
+        "clientKey",
+        "command",
+        "network",
+        "outcome",
+        "ownAddresses",
+        "reactor",
+        "reason",
+        "replyCode",
+        "rule",
+        "sessionID",
+        "settings",
+        "target",
+        "user",
+        "versionName",
+        "via",
+        "viaBound",
+    )
+
     #: Put before every session id: a worker's number and a dot under
     #: C{--workers}, so that ids stay unique across the worker processes.
     sessionPrefix = ""
