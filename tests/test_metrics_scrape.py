@@ -56,7 +56,8 @@ _STARTING_ON = re.compile(r"\[-\] (\S+) starting on (\d+)$", re.MULTILINE)
 #: The line that sums up a session as it ends, in the text log.
 _SESSION_END = re.compile(
     r"SOCKS session (\S+) \S+ user=\S+ version=(\S+) command=(\S+) "
-    r"target=\S+ reply=\S+ outcome=(\S+) bytes_up=(\d+) bytes_down=(\d+)"
+    r"target=\S+ reply=\S+(?: bound=\S+)? outcome=(\S+) bytes_up=(\d+) "
+    r"bytes_down=(\d+)"
 )
 
 #: The line that sums up a UDP association as it ends.

@@ -203,6 +203,7 @@ class SOCKSServerProtocol(_Protocol):
         "_association",
         "_awaitingAdmission",
         "_bandwidth",
+        "_bound",
         "_client",
         "_clientEOF",
         "_clientNameText",
@@ -303,6 +304,7 @@ class SOCKSServerProtocol(_Protocol):
         self._association: UDPAssociation | None = None
         self._udpPort: IListeningPort | None = None
         self._ended = False
+        self._bound: str | None = None
         self.bytesFromClient = 0
         self.user: bytes | None = None
         self.versionName = "-"
@@ -373,6 +375,7 @@ class SOCKSServerProtocol(_Protocol):
         """
         Send an interim success reply (BIND's first).
         """
+        self._bound = formatHostPort(host, port)
         self._reply(self._success(host, port))
 
     def routed(self, via: str, bound: str | None = None) -> None:
@@ -786,6 +789,7 @@ class SOCKSServerProtocol(_Protocol):
         self._cancelGrace()
         self._phase = _Phase.ASSOCIATED
         self._association, self._udpPort = outcome.association, outcome.port
+        self._bound = formatHostPort(*outcome.replyAddress)
         self.replyCode = 0
         self.outcome = "success"
         self._reply(self._success(*outcome.replyAddress))
@@ -1045,4 +1049,5 @@ class SOCKSServerProtocol(_Protocol):
             relay=self._relay.path if self._relay is not None else None,
             via=self.via,
             viaBound=self.viaBound,
+            bound=self._bound,
         )

@@ -99,6 +99,7 @@ def logSession(
     relay: str | None = None,
     via: str | None = None,
     viaBound: str | None = None,
+    bound: str | None = None,
 ) -> None:
     """
     Log the session's summary to C{log} as it ends; C{user}, the target's
@@ -114,11 +115,14 @@ def logSession(
         without credentials); C{None} when it went direct.
     @param viaBound: The address the upstream's reply named (where it
         connected from, listened or relays datagrams), once it answered.
+    @param bound: The address a BIND's first reply or a UDP ASSOCIATE's
+        reply named (where the server listened, or relays datagrams).
     """
     reason = escape(reason, spaces=True)
     log.info(
         "SOCKS session {session} {client} user={user} version={version} "
-        "command={command} target={target} reply={replyText} outcome={outcome} "
+        "command={command} target={target} reply={replyText}{boundText} "
+        "outcome={outcome} "
         "bytes_up={bytesFromClient} bytes_down={bytesToClient} "
         "relay={relayText}{viaText} duration={duration:.3f}s{reasonSuffix}",
         session=session,
@@ -131,6 +135,8 @@ def logSession(
         outbound=outbound,
         reply=reply,
         replyText="-" if reply is None else reply,
+        bound=bound,
+        boundText=f" bound={bound}" if bound else "",
         outcome=outcome,
         rule=rule,
         bytesFromClient=bytesFromClient,

@@ -110,16 +110,25 @@ class FleetTests(TestCase):
             if "SOCKS session" in line and f"command={command}" in line
         ]
 
-    def _waitForLine(
-        self, node: SOCKSServerProcess, command: str, count: int
-    ) -> list[str]:
+    def _assertLogged(
+        self, control: socket.socket, command: str, host: str, port: int
+    ) -> None:
+        """
+        Close C{control}; its node's log then says the session of the real
+        client (the control connection's own address) ended, naming the
+        node's own address its reply gave.
+        """
+        client = "{}:{}".format(*control.getsockname())
+        control.close()
+        node = self._nodeFor(host)
         deadline = time.monotonic() + STEP
         while time.monotonic() < deadline:
-            lines = self._sessionLines(node, command)
-            if len(lines) >= count:
-                return lines
+            for line in self._sessionLines(node, command):
+                if f" {client} " in line:
+                    self.assertIn(f" bound={host}:{port} ", line)
+                    return
             time.sleep(0.05)
-        self.fail(f"no {command} session logged:\n{node.output()}")
+        self.fail(f"no {command} session of {client} logged:\n{node.output()}")
 
     def test_connectReachesBothNodes(self) -> None:
         """
@@ -190,6 +199,7 @@ class FleetTests(TestCase):
             reply, via = udp.recvfrom(2048)
             self.assertEqual(via, (relayHost, relayPort))
             self.assertEqual(reply, header + b"back")
+            self._assertLogged(control, "UDP_ASSOCIATE", relayHost, relayPort)
         self.assertEqual(seen, set(NODES))
         echo.settimeout(0.5)
         with self.assertRaises(socket.timeout):
@@ -216,6 +226,7 @@ class FleetTests(TestCase):
             self.assertEqual(_recvExactly(control, 13), b"from the peer")
             control.sendall(b"to the peer")
             self.assertEqual(_recvExactly(peer, 11), b"to the peer")
+            self._assertLogged(control, "BIND", host, port)
         self.assertEqual(seen, set(NODES))
 
 
