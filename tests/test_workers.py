@@ -18,7 +18,12 @@ from twisted.trial.unittest import TestCase
 
 from socks_twisted._workers import sharable, shareOf, workerCount
 
-from .interop._support import SOCKSServerProcess, startSOCKSServer
+from .interop._support import (
+    SOCKSServerProcess,
+    recvExactly,
+    socks5Request,
+    startSOCKSServer,
+)
 
 LOOPBACK = "127.0.0.1"
 
@@ -26,16 +31,6 @@ LOOPBACK = "127.0.0.1"
 STEP = 15.0
 
 _STARTED = re.compile(r"worker (\d+) started \(pid (\d+)\)")
-
-
-def _recvExactly(sock: socket.socket, count: int) -> bytes:
-    data = b""
-    while len(data) < count:
-        chunk = sock.recv(count - len(data))
-        if not chunk:
-            raise ConnectionError(f"closed after {data!r}")
-        data += chunk
-    return data
 
 
 def _request(
@@ -47,19 +42,11 @@ def _request(
     open, with the reply's address.
     """
     sock = socket.create_connection((LOOPBACK, port), timeout=STEP)
-    sock.sendall(b"\x05\x01\x00")
-    if _recvExactly(sock, 2) != b"\x05\x00":
-        raise AssertionError("no-authentication method not chosen")
-    sock.sendall(
-        bytes([5, command, 0, 1])
-        + socket.inet_aton(host)
-        + struct.pack("!H", targetPort)
-    )
-    head = _recvExactly(sock, 4)
-    if head[:2] != b"\x05\x00":
-        raise AssertionError(f"refused: {head!r}")
-    address = _recvExactly(sock, 6)
-    return sock, (socket.inet_ntoa(address[:4]), struct.unpack("!H", address[4:])[0])
+    try:
+        return sock, socks5Request(sock, command, host, targetPort)
+    except BaseException:
+        sock.close()
+        raise
 
 
 def _cpuTicks(pid: int) -> int:
@@ -174,7 +161,7 @@ class WorkersTests(TestCase):
             accepted, _ = target.accept()
             with accepted:
                 sock.sendall(b"ping")
-                self.assertEqual(_recvExactly(accepted, 4), b"ping")
+                self.assertEqual(recvExactly(accepted, 4), b"ping")
 
     def test_bothWorkersServe(self) -> None:
         """
@@ -254,7 +241,7 @@ class WorkersTests(TestCase):
         os.kill(server.process.pid, signal.SIGTERM)
         time.sleep(0.5)
         sock.sendall(b"still here")
-        self.assertEqual(_recvExactly(accepted, 10), b"still here")
+        self.assertEqual(recvExactly(accepted, 10), b"still here")
         sock.close()
         accepted.close()
         server.process.wait(STEP)
@@ -295,9 +282,9 @@ class WorkersTests(TestCase):
             control, (host, port) = _request(server.port, 2, LOOPBACK, 0)
             with control:
                 with socket.create_connection((host, port), timeout=STEP) as peer:
-                    _recvExactly(control, 10)  # the second reply
+                    recvExactly(control, 10)  # the second reply
                     peer.sendall(b"bound")
-                    self.assertEqual(_recvExactly(control, 5), b"bound")
+                    self.assertEqual(recvExactly(control, 5), b"bound")
 
         def udpOnce() -> None:
             with (

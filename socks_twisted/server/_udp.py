@@ -282,15 +282,7 @@ class UDPAssociation(DatagramProtocol):
             if self._permit is not None:
                 denial = self._permit(host, port, name)
                 if denial is not None:
-                    self.drops["denied by policy"] += 1
-                    if target not in self._denied and len(self._denied) < MAX_NAMES:
-                        self._denied.add(target)
-                        _log.info(
-                            "UDP association of {client} (session {session}): {denial}",
-                            client=self.clientHost,
-                            session=self.session,
-                            denial=denial,
-                        )
+                    self._deny(target, denial)
                     return
             if len(self._targets) >= MAX_TARGETS:
                 del self._targets[next(iter(self._targets))]
@@ -298,6 +290,21 @@ class UDPAssociation(DatagramProtocol):
         if key is not None:
             _remember(self._destinations, key, target)
         self._forward(data, target)
+
+    def _deny(self, target: tuple[str, int], denial: str) -> None:
+        """
+        Drop a datagram the policy denies C{target}; say so once a target
+        (for a bounded number of targets).
+        """
+        self.drops["denied by policy"] += 1
+        if target not in self._denied and len(self._denied) < MAX_NAMES:
+            self._denied.add(target)
+            _log.info(
+                "UDP association of {client} (session {session}): {denial}",
+                client=self.clientHost,
+                session=self.session,
+                denial=denial,
+            )
 
     def _forward(self, data: bytes, target: Address) -> None:
         self.datagramsFromClient += 1

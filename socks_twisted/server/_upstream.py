@@ -554,15 +554,7 @@ class UpstreamAssociation(UDPAssociation):
         if target not in self._targets:
             denial = self._permitName(name, port)
             if denial is not None:
-                self.drops["denied by policy"] += 1
-                if target not in self._denied and len(self._denied) < MAX_NAMES:
-                    self._denied.add(target)
-                    _log.info(
-                        "UDP association of {client} (session {session}): {denial}",
-                        client=self.clientHost,
-                        session=self.session,
-                        denial=denial,
-                    )
+                self._deny(target, denial)
                 return
             if len(self._targets) >= MAX_TARGETS:
                 del self._targets[next(iter(self._targets))]

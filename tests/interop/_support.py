@@ -22,6 +22,7 @@ import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -665,3 +666,51 @@ def fetchOverSocket(sock: socket.socket, host: str, path: str) -> bytes:
     if not separator or statusLine.split(b" ")[1:2] != [b"200"]:
         raise AssertionError(f"unexpected HTTP response: {response[:500]!r}")
     return body
+
+
+# Blocking SOCKS5 for tests that drive server processes from plain sockets.
+
+
+def recvExactly(sock: socket.socket, count: int) -> bytes:
+    """
+    Read exactly C{count} bytes from the blocking C{sock}.
+
+    @raise AssertionError: If the connection ends first.
+    """
+    data = b""
+    while len(data) < count:
+        chunk = sock.recv(count - len(data))
+        if not chunk:
+            raise AssertionError(f"connection closed after {data!r}")
+        data += chunk
+    return data
+
+
+def socks5Request(
+    sock: socket.socket, command: int, host: str, port: int
+) -> tuple[str, int]:
+    """
+    SOCKS5 without authentication: send C{command} for an IPv4 C{host} and
+    C{port}, and return the success reply's BND.ADDR and BND.PORT.
+    """
+    sock.sendall(b"\x05\x01\x00")
+    if recvExactly(sock, 2) != b"\x05\x00":
+        raise AssertionError("no-authentication method not chosen")
+    sock.sendall(
+        bytes([5, command, 0, 1]) + socket.inet_aton(host) + struct.pack("!H", port)
+    )
+    return socks5Reply(sock)
+
+
+def socks5Reply(sock: socket.socket) -> tuple[str, int]:
+    """
+    Read a SOCKS5 success reply with an IPv4 address from the blocking
+    C{sock}, and return its BND.ADDR and BND.PORT.
+
+    @raise AssertionError: If it is not one.
+    """
+    head = recvExactly(sock, 4)
+    if head[:2] != b"\x05\x00" or head[3] != 1:
+        raise AssertionError(f"not an IPv4 success reply: {head!r}")
+    address = recvExactly(sock, 6)
+    return socket.inet_ntoa(address[:4]), struct.unpack("!H", address[4:])[0]

@@ -17,7 +17,13 @@ import time
 
 from twisted.trial.unittest import TestCase
 
-from ._support import SOCKSServerProcess, startSOCKSServer
+from ._support import (
+    SOCKSServerProcess,
+    recvExactly,
+    socks5Reply,
+    socks5Request,
+    startSOCKSServer,
+)
 from ._thirdparty import startHAProxy
 
 NODES = ("127.0.0.2", "127.0.0.3")
@@ -26,40 +32,6 @@ CLIENT = "127.0.0.1"
 
 #: How long one step may take.
 STEP = 10.0
-
-
-def _recvExactly(sock: socket.socket, count: int) -> bytes:
-    data = b""
-    while len(data) < count:
-        chunk = sock.recv(count - len(data))
-        if not chunk:
-            raise AssertionError(f"connection closed after {data!r}")
-        data += chunk
-    return data
-
-
-def _request(
-    sock: socket.socket, command: int, host: str, port: int
-) -> tuple[str, int]:
-    """
-    SOCKS5 without authentication: send C{command} for an IPv4 C{host} and
-    C{port}, and return the success reply's BND.ADDR and BND.PORT.
-    """
-    sock.sendall(b"\x05\x01\x00")
-    if _recvExactly(sock, 2) != b"\x05\x00":
-        raise AssertionError("no-authentication method not chosen")
-    sock.sendall(
-        bytes([5, command, 0, 1]) + socket.inet_aton(host) + struct.pack("!H", port)
-    )
-    return _reply(sock)
-
-
-def _reply(sock: socket.socket) -> tuple[str, int]:
-    head = _recvExactly(sock, 4)
-    if head[:2] != b"\x05\x00" or head[3] != 1:
-        raise AssertionError(f"not an IPv4 success reply: {head!r}")
-    address = _recvExactly(sock, 6)
-    return socket.inet_ntoa(address[:4]), struct.unpack("!H", address[4:])[0]
 
 
 def _connected(port: int, source: str = CLIENT) -> socket.socket:
@@ -145,11 +117,11 @@ class FleetTests(TestCase):
         for _ in NODES:
             sock = _connected(self.haproxy.port)
             self.addCleanup(sock.close)
-            _request(sock, 1, CLIENT, target.getsockname()[1])
+            socks5Request(sock, 1, CLIENT, target.getsockname()[1])
             accepted, _ = target.accept()
             self.addCleanup(accepted.close)
             sock.sendall(b"ping")
-            self.assertEqual(_recvExactly(accepted, 4), b"ping")
+            self.assertEqual(recvExactly(accepted, 4), b"ping")
             clients.append(sock.getsockname())
         names = {f"{host}:{port}" for host, port in clients}
         for node in self.nodes:
@@ -181,7 +153,7 @@ class FleetTests(TestCase):
             self.addCleanup(udp.close)
             control = _connected(self.haproxy.port)
             self.addCleanup(control.close)
-            relayHost, relayPort = _request(control, 3, *udp.getsockname())
+            relayHost, relayPort = socks5Request(control, 3, *udp.getsockname())
             self._nodeFor(relayHost)
             seen.add(relayHost)
             header = b"\x00\x00\x00\x01" + socket.inet_aton(CLIENT)
@@ -215,17 +187,17 @@ class FleetTests(TestCase):
         for _ in NODES:
             control = _connected(self.haproxy.port)
             self.addCleanup(control.close)
-            host, port = _request(control, 2, CLIENT, 0)
+            host, port = socks5Request(control, 2, CLIENT, 0)
             self._nodeFor(host)
             seen.add(host)
             peer = socket.create_connection((host, port), timeout=STEP)
             self.addCleanup(peer.close)
-            peerHost, peerPort = _reply(control)
+            peerHost, peerPort = socks5Reply(control)
             self.assertEqual((peerHost, peerPort), peer.getsockname())
             peer.sendall(b"from the peer")
-            self.assertEqual(_recvExactly(control, 13), b"from the peer")
+            self.assertEqual(recvExactly(control, 13), b"from the peer")
             control.sendall(b"to the peer")
-            self.assertEqual(_recvExactly(peer, 11), b"to the peer")
+            self.assertEqual(recvExactly(peer, 11), b"to the peer")
             self._assertLogged(control, "BIND", host, port)
         self.assertEqual(seen, set(NODES))
 
@@ -271,7 +243,7 @@ class FleetAdmissionTests(TestCase):
         for source in (CLIENT, "127.0.0.6"):
             sock = _connected(self.haproxy.port, source)
             self.addCleanup(sock.close)
-            _request(sock, 1, CLIENT, target.getsockname()[1])
+            socks5Request(sock, 1, CLIENT, target.getsockname()[1])
         again = _connected(self.haproxy.port, CLIENT)
         self.addCleanup(again.close)
         self.assertTrue(_closedWithoutReply(again))
