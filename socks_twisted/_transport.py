@@ -16,6 +16,9 @@ from typing import Any, Protocol, cast
 from twisted.internet import tcp
 from twisted.internet.interfaces import IAddress, IPushProducer, ITransport
 
+# The wrapper's class is not exported; it is the one haproxy: listeners use.
+from twisted.protocols.haproxy._wrapper import HAProxyProtocolWrapper
+
 #: The transports whose socket L{writeNow} may write to directly: Twisted's
 #: own TCP connections, not subclasses that may wrap or filter.
 _PLAIN_TCP = (tcp.Server, tcp.Client)
@@ -82,6 +85,19 @@ def socketOf(transport: StreamTransport) -> Any:
     return getHandle() if getHandle is not None else None
 
 
+def carrier(transport: StreamTransport) -> StreamTransport:
+    """
+    The transport whose socket carries C{transport}'s bytes as they are:
+    under a PROXY-protocol wrapper (a C{haproxy:} listener, whose header is
+    read before the first byte reaches the protocol), the connection it
+    wraps; otherwise C{transport} itself.  The wrapper passes every call
+    on to it.
+    """
+    while isinstance(transport, HAProxyProtocolWrapper):
+        transport = streamTransport(transport.transport)
+    return transport
+
+
 def idleSocket(transport: StreamTransport) -> Any:
     """
     The socket under C{transport} if it is one of Twisted's plain TCP
@@ -89,10 +105,11 @@ def idleSocket(transport: StreamTransport) -> Any:
     otherwise C{None}.
 
     Only then may bytes go to the socket directly without overtaking bytes
-    Twisted still holds: a TLS or PROXY-protocol wrapper, a test double or
-    a busy buffer is left to Twisted.
+    Twisted still holds: TLS, a test double or a busy buffer is left to
+    Twisted.  (A PROXY-protocol wrapper is looked through: see
+    L{carrier}.)
     """
-    plain: Any = transport
+    plain: Any = carrier(transport)
     if (
         type(plain) in _PLAIN_TCP
         and plain.connected

@@ -23,7 +23,7 @@ from zope.interface import implementer
 
 from . import _splice
 from ._bandwidth import FLOW_CONTROL, PauseGate
-from ._transport import StreamTransport, idleSocket, socketOf
+from ._transport import StreamTransport, carrier, idleSocket, socketOf
 
 #: The relay's paths, as the session log names them.
 SPLICE = "splice"
@@ -192,12 +192,12 @@ class Relay:
         connections with nothing left in their write buffers; otherwise make
         each side's write buffer throttle the other side's reading.
         """
-        sockets = [idleSocket(reader.transport) for reader in self._readers]
-        left, right = sockets
+        carriers = [carrier(reader.transport) for reader in self._readers]
+        left, right = (idleSocket(carrier) for carrier in carriers)
         if not (self._splice and left is not None and right is not None):
             self._copy()
             return
-        reactor: Any = self._readers[0].transport
+        reactor: Any = carriers[0]
         spliced = _splice.SpliceRelay(
             reactor.reactor,
             (left, right),

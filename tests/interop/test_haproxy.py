@@ -83,15 +83,22 @@ class FleetTests(TestCase):
         ]
 
     def _assertLogged(
-        self, control: socket.socket, command: str, host: str, port: int
+        self,
+        control: socket.socket,
+        command: str,
+        host: str,
+        port: int,
+        *others: socket.socket,
     ) -> None:
         """
-        Close C{control}; its node's log then says the session of the real
-        client (the control connection's own address) ended, naming the
-        node's own address its reply gave.
+        Close C{control} (and C{others}, the session's other end); its
+        node's log then says the session of the real client (the control
+        connection's own address) ended, naming the node's own address its
+        reply gave.
         """
         client = "{}:{}".format(*control.getsockname())
-        control.close()
+        for sock in (control, *others):
+            sock.close()
         node = self._nodeFor(host)
         deadline = time.monotonic() + STEP
         while time.monotonic() < deadline:
@@ -105,8 +112,10 @@ class FleetTests(TestCase):
     def test_connectReachesBothNodes(self) -> None:
         """
         Two CONNECTs in a row (round-robin) reach both nodes, each relays
-        to the target, and each node logs the real client (the client's
-        own address and port), never HAProxy's.
+        to the target (by splicing: the PROXY header is read before the
+        request, so the relay runs on the TCP connection under it), and
+        each node logs the real client (the client's own address and port),
+        never HAProxy's.
         """
         target = socket.socket()
         target.bind((CLIENT, 0))
@@ -122,8 +131,20 @@ class FleetTests(TestCase):
             self.addCleanup(accepted.close)
             sock.sendall(b"ping")
             self.assertEqual(recvExactly(accepted, 4), b"ping")
+            accepted.sendall(b"pong")
+            self.assertEqual(recvExactly(sock, 4), b"pong")
             clients.append(sock.getsockname())
+            accepted.close()
+            sock.close()
         names = {f"{host}:{port}" for host, port in clients}
+        for node in self.nodes:
+            deadline = time.monotonic() + STEP
+            while not (lines := self._sessionLines(node, "CONNECT")):
+                if time.monotonic() > deadline:
+                    self.fail(f"no CONNECT session logged:\n{node.output()}")
+                time.sleep(0.05)
+            self.assertIn(" relay=splice ", lines[0])
+            self.assertIn(" bytes_up=4 bytes_down=4 ", lines[0])
         for node in self.nodes:
             [line] = [
                 line
@@ -198,7 +219,7 @@ class FleetTests(TestCase):
             self.assertEqual(recvExactly(control, 13), b"from the peer")
             control.sendall(b"to the peer")
             self.assertEqual(recvExactly(peer, 11), b"to the peer")
-            self._assertLogged(control, "BIND", host, port)
+            self._assertLogged(control, "BIND", host, port, peer)
         self.assertEqual(seen, set(NODES))
 
 
