@@ -358,7 +358,7 @@ class Supervisor(Service):
         self.metricsDirectory = metricsDirectory
         self.ports: list[IListeningPort] = []
         self.sockets: list[SharedSocket] = []
-        self.running_: dict[int, WorkerProtocol] = {}
+        self._running: dict[int, WorkerProtocol] = {}
         self._backoff: dict[int, float] = {}
         self._restarts: dict[int, Any] = {}
         self._stopping = False
@@ -467,13 +467,13 @@ class Supervisor(Service):
             env=environment,
             childFDs=childFDs,
         )
-        self.running_[index] = protocol
+        self._running[index] = protocol
         _log.info("worker {worker} started (pid {pid})", worker=index, pid=protocol.pid)
 
     def _ended(self, protocol: WorkerProtocol, reason: Failure) -> None:
         index = protocol.index
-        if self.running_.get(index) is protocol:
-            del self.running_[index]
+        if self._running.get(index) is protocol:
+            del self._running[index]
         if self.metricsDirectory is not None and protocol.pid is not None:
             from prometheus_client import multiprocess
 
@@ -488,7 +488,7 @@ class Supervisor(Service):
                 pid=protocol.pid,
                 how=how,
             )
-            if not self.running_ and self._allEnded is not None:
+            if not self._running and self._allEnded is not None:
                 allEnded, self._allEnded = self._allEnded, None
                 allEnded.callback(None)
             return
@@ -512,7 +512,7 @@ class Supervisor(Service):
         """
         Send C{signum} to every running worker.
         """
-        for protocol in list(self.running_.values()):
+        for protocol in list(self._running.values()):
             transport = protocol.transport
             if transport is not None:
                 try:
@@ -527,7 +527,7 @@ class Supervisor(Service):
         C{SIGHUP}: every worker reloads.
         """
         _log.info(
-            "SIGHUP received: passed to {count} workers", count=len(self.running_)
+            "SIGHUP received: passed to {count} workers", count=len(self._running)
         )
         self.signalWorkers(signal.SIGHUP)
 
@@ -543,9 +543,9 @@ class Supervisor(Service):
                 call.cancel()
         self._restarts.clear()
         ended: defer.Deferred[None] = defer.Deferred()
-        if self.running_:
+        if self._running:
             self._allEnded = ended
-            _log.info("stopping: {count} workers drain", count=len(self.running_))
+            _log.info("stopping: {count} workers drain", count=len(self._running))
             self.signalWorkers(signal.SIGTERM)
             killer = IReactorTime(self.reactor).callLater(
                 self.drainTimeout + EXIT_MARGIN, self.signalWorkers, signal.SIGKILL
