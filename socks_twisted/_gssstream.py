@@ -8,6 +8,7 @@ python-gssapi here: the context is anything with C{wrap} and C{unwrap} as
 L{socks_twisted._gss}'s contexts have them.
 """
 
+from collections.abc import Iterable
 from typing import Protocol
 
 from twisted.internet.interfaces import IAddress, IPushProducer
@@ -115,6 +116,12 @@ class ProtectedTransport:
             self.transport.abortConnection()
             return
         self.transport.write(b"".join(encapsulatedMessage(t) for t in tokens))
+
+    def writeSequence(self, data: Iterable[bytes]) -> None:
+        """
+        Wrap and send the pieces as one write.
+        """
+        self.write(b"".join(data))
 
     def loseConnection(self) -> None:
         """Close once the buffer is flushed."""
