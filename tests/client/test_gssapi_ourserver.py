@@ -349,3 +349,47 @@ class MalformedTests(GSSAPITestCase):
         """
         received = await self.exchange(b"\x01\x01\x00\x00")
         self.assertEqual(received, b"\x05\x01")
+
+
+class ProxyTests(GSSAPITestCase):
+    """
+    L{SOCKSProxy} passes its C{gssapi} options on.
+    """
+
+    @asyncTest
+    async def test_endpoint(self) -> None:
+        """
+        SOCKSProxy(gssapi=...).endpoint() authenticates with GSSAPI.
+        """
+        from socks_twisted.client import SOCKSProxy
+
+        echo, echoPort = await listenEcho(self)
+        port, factory = await self.start(gssapi=self.gssapiSettings())
+        proxy = SOCKSProxy(
+            reactor,
+            TCP4ClientEndpoint(reactor, LOOPBACK, port),
+            gssapi=GSSAPIOptions(
+                host="localhost",
+                protection=ProtectionLevel.INTEGRITY,
+                threadpool=self.pool,
+            ),
+        )
+        await roundTrip(self, proxy.endpoint(LOOPBACK, echoPort), b"via proxy")
+        (session,) = factory.sessions
+        self.assertEqual(session.protection, ProtectionLevel.INTEGRITY)
+        self.assertEqual(echo.received, b"via proxy")
+
+    def test_socks4(self) -> None:
+        """
+        GSSAPI is SOCKS5's: with version 4 it is a ValueError.
+        """
+        from socks_twisted.client import SOCKSProxy
+
+        self.assertRaises(
+            ValueError,
+            SOCKSProxy,
+            reactor,
+            TCP4ClientEndpoint(reactor, LOOPBACK, 1),
+            version=4,
+            gssapi=GSSAPIOptions(host="localhost"),
+        )
