@@ -393,3 +393,30 @@ class ProxyTests(GSSAPITestCase):
             version=4,
             gssapi=GSSAPIOptions(host="localhost"),
         )
+
+
+class TamperedTests(GSSAPITestCase):
+    """
+    Data under protection that does not unwrap ends the session.
+    """
+
+    @asyncTest
+    async def test_tamperedData(self) -> None:
+        """
+        An MTYP 3 message whose token is not the context's: the server
+        closes, and logs why.
+        """
+        _, echoPort = await listenEcho(self)
+        port, factory = await self.start(gssapi=self.gssapiSettings())
+        client = await roundTrip(
+            self,
+            self.endpoint(port, echoPort, protection=ProtectionLevel.INTEGRITY),
+            b"fine",
+        )
+        (session,) = factory.sessions
+        assert client.transport is not None
+        raw: Any = client.transport
+        raw.proxyTransport.transport.write(b"\x01\x03\x00\x04junk")
+        await withTimeout(client.lost, "the close")
+        self.assertIn("GSS-API unwrap failed", session.reason)
+        self.assertEqual(session.outcome, "protocol_error")
