@@ -545,6 +545,25 @@ def gssapiProtection(value: str) -> frozenset[ProtectionLevel]:
     return frozenset(levels)
 
 
+def keytabCredentials(keytab: str) -> Any:
+    """
+    The acceptor credentials of C{--gssapi-keytab}, read now.
+
+    @raise StartupError: If python-gssapi is missing or the keytab cannot be
+        used.
+    """
+    try:
+        from . import _gss
+    except ImportError:
+        raise StartupError(
+            "--gssapi-keytab needs python-gssapi: install socks-twisted[gssapi]"
+        ) from None
+    try:
+        return _gss.acceptorCredentials(keytab)
+    except _gss.GSSAPIError as e:
+        raise StartupError(f"--gssapi-keytab {keytab}: {e}") from None
+
+
 def gssapiSettings(
     reactor: Any,
     keytab: str,
@@ -561,16 +580,9 @@ def gssapiSettings(
     @raise StartupError: If python-gssapi is missing or the keytab cannot be
         used.
     """
-    try:
-        from . import _gss
-    except ImportError:
-        raise StartupError(
-            "--gssapi-keytab needs python-gssapi: install socks-twisted[gssapi]"
-        ) from None
-    try:
-        credentials = _gss.acceptorCredentials(keytab)
-    except _gss.GSSAPIError as e:
-        raise StartupError(f"--gssapi-keytab {keytab}: {e}") from None
+    from . import _gss
+
+    credentials = keytabCredentials(keytab)
     checker = GSSAPIPrincipalChecker(
         principals=[name for name in allow if not name.startswith("@")],
         realms=[name[1:] for name in allow if name.startswith("@")],
@@ -669,6 +681,9 @@ def makeService(options: dict[str, Any]) -> IService:
     from twisted.internet import reactor
 
     if options.get("workers", 1) > 1:
+        if options.get("gssapi-keytab") is not None:
+            # Refuse a bad keytab here, once, not in every worker.
+            keytabCredentials(options["gssapi-keytab"])
         return supervisedService(reactor, options, getattr(options, "argv", []))
     checkers = list(options.get("credCheckers") or [])
     users: UsersFile | None = options.get("users")

@@ -753,6 +753,15 @@ class SOCKSServerProtocol(_Protocol):
             return
         writeNow(self._client, message)
         self.protection = answer
+        _log.info(
+            "SOCKS session {session}: GSS-API principal {principal} asked for"
+            " protection {requested}{nec}, granted {granted}",
+            session=self.sessionID,
+            principal=self._userText(),
+            requested=requested.name.lower(),
+            nec=" (NEC, unwrapped)" if nec else "",
+            granted=answer.name.lower(),
+        )
         leftover = self._gssReader.unconsumed()
         self._gssReader = None
         self._wire.gssapiEstablished()

@@ -4,11 +4,16 @@ variant, C{--socks5-gssapi-nec}): curl, with a ticket of the test realm of
 L{tests._kerberos}, fetches a file from an HTTP server on loopback through
 C{twistd socks --gssapi-keytab}.
 
-curl implements no per-message protection: it asks for confidentiality
-when its context has it, and goes on only if the server answers "no
-protection" (level 0).  So the server is started with
-C{--gssapi-protection none}; one started with the default levels grants
-confidentiality and curl gives up.
+curl implements no per-message protection and goes on only if the server
+answers "no protection" (level 0).  What it asks for depends on its
+version: up to curl commit 98dae1d992 (September 2025) it prints the level
+its context could have ("supports GSS-API confidentiality data
+protection") and then asks for 0 all the same (curl 7.88.1 does); since,
+it asks for confidentiality when its context has it.  The server grants
+the level asked for when allowed, so the old curls work with the default
+levels and the new ones only with C{--gssapi-protection none}: the tests
+start the server with that.  A server that grants only integrity or
+confidentiality answers with the strongest, and curl gives up.
 
 curl 7.x and 8.x before its SOCKS rework of August 2025 (curl commit
 ccd2b03b0d) have a bug that makes C{--socks5-gssapi} fail against any
@@ -175,12 +180,13 @@ class CurlGSSAPITests(TestCase):
             )
             self.assertIn(b"Undocumented SOCKS5 mode", result.stderr)
             await self.assertLogged(self.realm.userPrincipal.encode())
+            await self.assertLogged(b"granted none")
             return
         self.assertEqual(result.exitCode, 0, result.describe())
         assert body is not None
         self.assertEqual(len(body), len(self.http.body))
         self.assertEqual(hashlib.sha256(body).hexdigest(), self.http.sha256)
-        await self.assertLogged(self.realm.userPrincipal.encode())
+        await self.assertLogged(b"granted none")
 
     async def assertLogged(self, text: bytes) -> bytes:
         """
@@ -198,20 +204,19 @@ class CurlGSSAPITests(TestCase):
             f"{text!r} not in the server's log:\n{log.decode('utf-8', 'replace')}"
         )
 
-    async def assertRefused(self, *curlArgs: str) -> bytes:
+    async def assertRefused(self, *curlArgs: str) -> ProcessResult:
         """
         Assert that curl fails without a body and the target saw nothing.
 
-        @return: The server's log.
+        @return: How curl ended (its verbose output in C{stderr}).
         """
-        result, body = await self.fetch(*curlArgs)
+        result, body = await self.fetch("--verbose", *curlArgs)
         self.assertNotIn(
             result.exitCode, (0, None, CURLE_OPERATION_TIMEDOUT), result.describe()
         )
         self.assertFalse(body)
         self.assertEqual(self.http.connectionCount, 0)
-        with open(self.socks.logPath, "rb") as f:
-            return f.read()
+        return result
 
     async def test_gssapi(self) -> None:
         """
@@ -263,27 +268,33 @@ class CurlGSSAPIRefusalTests(CurlGSSAPITests):
         await self.assertLogged(b"not allowed")
 
 
-class CurlGSSAPIProtectedTests(CurlGSSAPITests):
+class CurlGSSAPIProtectedOnlyTests(CurlGSSAPITests):
     """
-    A server that grants the level curl asks for (confidentiality), which
-    curl does not implement.
+    A server that grants only integrity or confidentiality, neither of which
+    curl's context provides.
     """
 
-    serverOptions = ()
+    serverOptions = ("--gssapi-protection", "integrity,confidentiality")
 
     async def test_gssapi(self) -> None:
         """
-        curl gives up when granted confidentiality; the server fetched
+        The server grants confidentiality (the strongest level it allows),
+        which curl reads from the wrapped answer and gives up on; it fetched
         nothing.
         """
-        await self.assertRefused("--socks5-gssapi")
-        await self.assertLogged(self.realm.userPrincipal.encode())
+        result = await self.assertRefused("--socks5-gssapi")
+        self.assertIn(
+            b"SOCKS5 access with GSS-API confidentiality protection granted",
+            result.stderr,
+        )
+        await self.assertLogged(b"granted confidentiality")
 
     async def test_gssapiNEC(self) -> None:
         """
         The same with the NEC variant.
         """
         await self.assertRefused("--socks5-gssapi", "--socks5-gssapi-nec")
+        await self.assertLogged(b"(NEC, unwrapped), granted confidentiality")
 
 
 class GSSAPIStartupTests(TestCase):
@@ -313,6 +324,29 @@ class GSSAPIStartupTests(TestCase):
         self.assertIn(f"--gssapi-keytab {missing}:", result.output)
         self.assertNotIn("Traceback", result.output)
 
+    def test_badKeytabWorkers(self) -> None:
+        """
+        Under C{--workers} the supervisor refuses the keytab the same way.
+        """
+        requireKerberosRealm(self)
+        directory = testDirectory(self)
+        missing = os.path.join(directory, "missing.keytab")
+        result = runTwistd(
+            "-n",
+            "--pidfile=",
+            "socks",
+            "--port",
+            "tcp:0:interface=127.0.0.1",
+            "--workers",
+            "2",
+            "--gssapi-keytab",
+            missing,
+            cwd=directory,
+        )
+        self.assertNotEqual(result.status, 0, result.output)
+        self.assertIn(f"--gssapi-keytab {missing}:", result.output)
+        self.assertNotIn("Traceback", result.output)
+
     def test_badProtection(self) -> None:
         """
         An unknown protection level is a usage error.
@@ -325,3 +359,11 @@ class GSSAPIStartupTests(TestCase):
         )
         self.assertNotEqual(result.status, 0, result.output)
         self.assertIn("'secret'", result.output)
+
+
+class CurlGSSAPIWorkersTests(CurlGSSAPITests):
+    """
+    The same under C{--workers 2}: every worker reads the keytab.
+    """
+
+    serverOptions = ("--gssapi-protection", "none", "--workers", "2")
