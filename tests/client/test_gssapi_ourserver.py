@@ -420,3 +420,26 @@ class TamperedTests(GSSAPITestCase):
         await withTimeout(client.lost, "the close")
         self.assertIn("GSS-API unwrap failed", session.reason)
         self.assertEqual(session.outcome, "protocol_error")
+
+
+class SOCKS4Tests(GSSAPITestCase):
+    """
+    SOCKS4 carries no authentication: refused when GSSAPI is on.
+    """
+
+    @asyncTest
+    async def test_socks4Refused(self) -> None:
+        """
+        A SOCKS4 CONNECT gets 91 (rejected).
+        """
+        _, echoPort = await listenEcho(self)
+        port, _ = await self.start(gssapi=self.gssapiSettings())
+        client = await connectCollector(
+            self, TCP4ClientEndpoint(reactor, LOOPBACK, port)
+        )
+        assert client.transport is not None
+        client.transport.write(
+            b"\x04\x01" + echoPort.to_bytes(2, "big") + b"\x7f\x00\x00\x01\x00"
+        )
+        await withTimeout(client.lost, "the server to close")
+        self.assertEqual(client.received[:2], b"\x00\x5b")
