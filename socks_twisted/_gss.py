@@ -15,7 +15,8 @@ Every GSS-API failure is raised as (or fails a Deferred with) one exception
 type, L{GSSAPIError}, whose message carries the major and minor status
 texts.  The framing of the tokens is L{socks_twisted._wire._gssapi}'s.
 
-Not wired into the server session or the client handshake yet.
+The server session (L{socks_twisted.server}) uses an L{Acceptor}, the
+client handshake (L{socks_twisted.client}) an L{Initiator}.
 """
 
 from __future__ import annotations

@@ -42,10 +42,12 @@ from ._reload import Reloader, withConfig
 from ._sighup import SIGHUPService, logIgnored
 from ._startup import ListeningService, StartupError
 from ._textlog import installTextLogging
+from ._wire import ProtectionLevel
 from ._workers import sharable, supervisedService, workerCount
-from .auth import portalFor
+from .auth import GSSAPIPrincipalChecker, portalFor
 from .config import Config, ConfigError, loadConfig
-from .server import ServerSettings, SOCKSServerFactory
+from .server import GSSAPISettings, ServerSettings, SOCKSServerFactory
+from .server._settings import ALL_PROTECTION_LEVELS
 from .users import HashedPasswordChecker, UsersFile, UsersFileError, startThreadPool
 
 _log = Logger()
@@ -246,6 +248,29 @@ class Options(usage.Options, AuthOptionMixin):
             "it.  [default: direct]",
         ],
         [
+            "gssapi-keytab",
+            None,
+            None,
+            "Offer SOCKS5 GSSAPI authentication (Kerberos, RFC 1961) with the "
+            "service keys of this keytab, read once at start-up.",
+        ],
+        [
+            "gssapi-service",
+            None,
+            "rcmd",
+            "With --gssapi-keytab: the service name clients' tickets must be "
+            "for (NAME/host, any host whose key is in the keytab).",
+        ],
+        [
+            "gssapi-protection",
+            None,
+            "none,integrity,confidentiality",
+            "With --gssapi-keytab: the GSS-API protection levels granted, "
+            "comma-separated.  The client's requested level is granted when "
+            "listed (and its context provides it), else the strongest listed "
+            "one.  curl implements no protection: serve it with 'none'.",
+        ],
+        [
             "drain-timeout",
             None,
             10.0,
@@ -323,6 +348,16 @@ class Options(usage.Options, AuthOptionMixin):
 
     opt_p = opt_port
 
+    def opt_gssapi_allow(self, name: str) -> None:
+        """
+        With --gssapi-keytab: let in this Kerberos principal (user@REALM), or
+        every principal of a realm (@REALM); repeatable.  [default: every
+        principal the KDC authenticates]
+        """
+        if not name or name == "@":
+            raise usage.UsageError("--gssapi-allow needs a principal or @REALM")
+        self.setdefault("gssapi-allow", []).append(name)
+
     def opt_auth(self, description: str) -> None:
         """
         Specify an authentication method for the server.
@@ -390,12 +425,17 @@ class Options(usage.Options, AuthOptionMixin):
 
             if key in self.given:
                 continue
-            if key in ("port", "auth"):
+            if key in ("port", "auth", "gssapi-allow"):
                 values = value if isinstance(value, list) else [value]
                 if not all(isinstance(v, str) for v in values):
                     raise bad("must be a description or a list of them")
+                option = {
+                    "port": self.opt_port,
+                    "auth": self.opt_auth,
+                    "gssapi-allow": self.opt_gssapi_allow,
+                }[key]
                 for item in values:
-                    (self.opt_port if key == "port" else self.opt_auth)(str(item))
+                    option(str(item))
             elif key in flags:
                 if not isinstance(value, bool):
                     raise bad("must be true or false")
@@ -464,7 +504,12 @@ class Options(usage.Options, AuthOptionMixin):
                     )
         if self["metrics"] is not None:
             self["metricsListener"] = self._listener("metrics", self["metrics"])
-        authenticated = bool(self.get("credCheckers")) or self["users"] is not None
+        self["gssapiProtection"] = gssapiProtection(self["gssapi-protection"])
+        authenticated = (
+            bool(self.get("credCheckers"))
+            or self["users"] is not None
+            or self["gssapi-keytab"] is not None
+        )
         if not authenticated and not self["allow-public-unauthenticated"]:
             for listener in self["listeners"]:
                 if not listener.loopbackOnly:
@@ -475,6 +520,85 @@ class Options(usage.Options, AuthOptionMixin):
                         "--auth, or pass --allow-public-unauthenticated if that "
                         "is intended."
                     )
+
+
+def gssapiProtection(value: str) -> frozenset[ProtectionLevel]:
+    """
+    C{--gssapi-protection}: protection levels by name, comma-separated.
+
+    @raise usage.UsageError: For a name that is not a level.
+    """
+    names = {
+        "none": ProtectionLevel.NONE,
+        "integrity": ProtectionLevel.INTEGRITY,
+        "confidentiality": ProtectionLevel.CONFIDENTIALITY,
+    }
+    levels = set()
+    for name in value.split(","):
+        level = names.get(name.strip().lower())
+        if level is None:
+            raise usage.UsageError(
+                "--gssapi-protection takes none, integrity and confidentiality, "
+                f"comma-separated, not {name.strip()!r}"
+            )
+        levels.add(level)
+    return frozenset(levels)
+
+
+def keytabCredentials(keytab: str) -> Any:
+    """
+    The acceptor credentials of C{--gssapi-keytab}, read now.
+
+    @raise StartupError: If python-gssapi is missing or the keytab cannot be
+        used.
+    """
+    try:
+        from . import _gss
+    except ImportError:
+        raise StartupError(
+            "--gssapi-keytab needs python-gssapi: install socks-twisted[gssapi]"
+        ) from None
+    try:
+        return _gss.acceptorCredentials(keytab)
+    except _gss.GSSAPIError as e:
+        raise StartupError(f"--gssapi-keytab {keytab}: {e}") from None
+
+
+def gssapiSettings(
+    reactor: Any,
+    keytab: str,
+    service: str,
+    allow: list[str],
+    protection: frozenset[ProtectionLevel],
+    checkers: list[Any],
+) -> GSSAPISettings:
+    """
+    The GSSAPI method's settings: acceptor credentials from C{keytab}, read
+    now, and a portal with a principal checker for C{allow} (names, and
+    realms as C{@REALM}) besides C{checkers}.
+
+    @raise StartupError: If python-gssapi is missing or the keytab cannot be
+        used.
+    """
+    from . import _gss
+
+    credentials = keytabCredentials(keytab)
+    checker = GSSAPIPrincipalChecker(
+        principals=[name for name in allow if not name.startswith("@")],
+        realms=[name[1:] for name in allow if name.startswith("@")],
+    )
+    pool = startThreadPool(reactor)
+    fromThreads = IReactorFromThreads(reactor)
+
+    def newAcceptor() -> "_gss.Acceptor":
+        return _gss.Acceptor(credentials, fromThreads, pool)
+
+    return GSSAPISettings(
+        newAcceptor=newAcceptor,
+        portal=portalFor([*checkers, checker]),
+        protection=protection,
+        service=service,
+    )
 
 
 def sessionCap(requested: int) -> int:
@@ -557,6 +681,9 @@ def makeService(options: dict[str, Any]) -> IService:
     from twisted.internet import reactor
 
     if options.get("workers", 1) > 1:
+        if options.get("gssapi-keytab") is not None:
+            # Refuse a bad keytab here, once, not in every worker.
+            keytabCredentials(options["gssapi-keytab"])
         return supervisedService(reactor, options, getattr(options, "argv", []))
     checkers = list(options.get("credCheckers") or [])
     users: UsersFile | None = options.get("users")
@@ -566,8 +693,19 @@ def makeService(options: dict[str, Any]) -> IService:
             users, IReactorFromThreads(reactor), startThreadPool(reactor)
         )
         checkers.append(checker)
+    gssapi = None
+    if options.get("gssapi-keytab") is not None:
+        gssapi = gssapiSettings(
+            reactor,
+            options["gssapi-keytab"],
+            options.get("gssapi-service", "rcmd"),
+            list(options.get("gssapi-allow", [])),
+            options.get("gssapiProtection", ALL_PROTECTION_LEVELS),
+            checkers,
+        )
     settings = ServerSettings(
         portal=portalFor(checkers) if checkers else None,
+        gssapi=gssapi,
         allowSOCKS4WithAuth=options["allow-socks4-with-auth"],
         handshakeTimeout=options["handshake-timeout"],
         connectTimeout=options["connect-timeout"],

@@ -192,7 +192,9 @@ class ServerConnection(_Connection):
 
     Events: L{SOCKS4Request}; or L{SOCKS5Greeting}, then (after sending
     L{MethodSelection} of username/password) L{UsernamePasswordRequest}, then
-    L{SOCKS5Request}.  Replies: L{SOCKS4Reply} or L{SOCKS5Reply}; a
+    L{SOCKS5Request}.  After a L{MethodSelection} of GSSAPI nothing is read
+    until the caller, which runs RFC 1961's exchange, calls
+    L{gssapiEstablished}.  Replies: L{SOCKS4Reply} or L{SOCKS5Reply}; a
     successful BIND takes two.
 
     A successful RESOLVE or RESOLVE_PTR (Tor's extensions) takes one reply,
@@ -216,6 +218,22 @@ class ServerConnection(_Connection):
         self._command: Command | None = None
         self._repliesSent = 0
         self._answer: type[Message] | None = None
+        self._gssapi = False
+
+    def gssapiEstablished(self) -> None:
+        """
+        The GSSAPI method's exchange (RFC 1961), which the caller runs after
+        sending L{MethodSelection} of L{AuthMethod.GSSAPI}, succeeded: read
+        the request next.  (Under per-message protection the caller feeds
+        L{receiveData} the unwrapped bytes.)
+
+        @raise ValueError: If GSSAPI was not selected, or this was called
+            already.
+        """
+        if not self._gssapi or self._reader is not None:
+            raise ValueError("GSSAPI was not selected, or is already established")
+        self._gssapi = False
+        self._expect(self._readRequest)
 
     def _readFirst(self, data: Buffer) -> tuple[Message, int] | None:
         return _readFirstMessage(data, self._socks4Commands)
@@ -251,6 +269,12 @@ class ServerConnection(_Connection):
                 self._expect(self._readRequest)
             elif message.method == AuthMethod.USERNAME_PASSWORD:
                 self._expect(readUsernamePasswordRequest)
+            elif message.method == AuthMethod.GSSAPI:
+                # The RFC 1961 exchange is the caller's (the messages are
+                # framed differently): nothing is parsed until it calls
+                # gssapiEstablished.
+                self._gssapi = True
+                self._expect(None)
             elif message.method == AuthMethod.NO_ACCEPTABLE_METHODS:
                 self._finish(established=False)
             else:

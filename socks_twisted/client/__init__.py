@@ -17,6 +17,7 @@ from ._endpoints import (
     SOCKSReactor,
 )
 from ._environment import DEFAULT_PROXY_PORT, NoProxy, ProxyURL, parseProxyURL
+from ._gssapi import GSSAPIOptions
 from ._parsers import SOCKSClientParser
 from ._proxy import SOCKSProxy
 from ._tunnel import SOCKSTunnelTransport
@@ -26,6 +27,7 @@ __all__ = [
     "DEFAULT_HANDSHAKE_TIMEOUT",
     "DEFAULT_PROXY_PORT",
     "AuthMethod",
+    "GSSAPIOptions",
     "ISOCKSReactor",
     "NoProxy",
     "PendingBind",

@@ -23,6 +23,7 @@ from ._endpoints import (
     SOCKS5ClientEndpoint,
     checkVersionOptions,
 )
+from ._gssapi import GSSAPIOptions
 
 
 @implementer(IAgentEndpointFactory)
@@ -44,6 +45,7 @@ class SOCKSAgentEndpointFactory:
         version: int = 5,
         methods: Methods | None = None,
         credentials: tuple[str | bytes, str | bytes] | None = None,
+        gssapi: GSSAPIOptions | None = None,
         userID: str | bytes = b"",
         resolveLocally: bool = False,
         handshakeTimeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
@@ -55,6 +57,7 @@ class SOCKSAgentEndpointFactory:
         @param version: 5 for SOCKS5, 4 for SOCKS4 / SOCKS4a.
         @param methods: SOCKS5 only; see L{SOCKS5ClientEndpoint}.
         @param credentials: SOCKS5 only; see L{SOCKS5ClientEndpoint}.
+        @param gssapi: SOCKS5 only; see L{SOCKS5ClientEndpoint}.
         @param userID: SOCKS4 only; see L{SOCKS4ClientEndpoint}.
         @param resolveLocally: See the endpoints.
         @param handshakeTimeout: See the endpoints.
@@ -71,6 +74,9 @@ class SOCKSAgentEndpointFactory:
         self._version = version
         self._methods = methods
         self._credentials = credentials
+        if gssapi is not None and version != 5:
+            raise ValueError("gssapi is for SOCKS5")
+        self._gssapi = gssapi
         self._userID = userID
         self._resolveLocally = resolveLocally
         self._handshakeTimeout = handshakeTimeout
@@ -101,6 +107,7 @@ class SOCKSAgentEndpointFactory:
                 self._proxyEndpoint,
                 methods=self._methods,
                 credentials=self._credentials,
+                gssapi=self._gssapi,
                 resolveLocally=self._resolveLocally,
                 handshakeTimeout=self._handshakeTimeout,
                 reactor=self._reactor,
@@ -133,6 +140,7 @@ def socksAgent(
     resolveLocally: bool = False,
     handshakeTimeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
     contextFactory: IPolicyForHTTPS | None = None,
+    gssapi: GSSAPIOptions | None = None,
 ) -> Agent:
     """
     An L{Agent<twisted.web.client.Agent>} that makes every request through
@@ -153,6 +161,7 @@ def socksAgent(
         version=version,
         methods=methods,
         credentials=credentials,
+        gssapi=gssapi,
         userID=userID,
         resolveLocally=resolveLocally,
         handshakeTimeout=handshakeTimeout,

@@ -35,6 +35,7 @@ from .._wire import (
     SOCKS5Request,
     UsernamePasswordRequest,
 )
+from ._gssapi import GSSAPIOptions
 from ._handshake import ConnectAttempt, Negotiation
 
 #: The default for C{handshakeTimeout}, in seconds: long enough for a proxy
@@ -153,6 +154,7 @@ def checkVersionOptions(
 def socks5Authentication(
     methods: Methods | None,
     credentials: tuple[str | bytes, str | bytes] | None,
+    gssapi: GSSAPIOptions | None = None,
 ) -> tuple[tuple[int, ...], UsernamePasswordRequest | None]:
     """
     Check the SOCKS5 authentication options every SOCKS5 client takes.
@@ -164,6 +166,10 @@ def socks5Authentication(
         order) is accepted too.
     @param credentials: C{(username, password)} for RFC 1929; C{str} is
         encoded as UTF-8.
+    @param gssapi: The GSSAPI method's options: with them the default
+        methods are GSSAPI, then username/password when C{credentials} are
+        given (never no authentication, which would let the proxy skip
+        Kerberos), and GSSAPI may be offered.
     @return: The methods to offer and the RFC 1929 request to send.
     @raise ValueError: The credentials cannot be sent, or the methods are not
         ones this client implements or do not fit the credentials.
@@ -176,7 +182,11 @@ def socks5Authentication(
         request = UsernamePasswordRequest(_toBytes(username), _toBytes(password))
         request.toBytes()  # raises ValueError if too long
     if methods is None:
-        methods = (AuthMethod.NO_AUTHENTICATION,)
+        methods = (
+            (AuthMethod.GSSAPI,)
+            if gssapi is not None
+            else (AuthMethod.NO_AUTHENTICATION,)
+        )
         if credentials is not None:
             methods += (AuthMethod.USERNAME_PASSWORD,)
     offered = tuple(methods)
@@ -185,6 +195,10 @@ def socks5Authentication(
     if len(set(offered)) != len(offered):
         raise ValueError(f"methods offered twice: {offered}")
     unsupported = set(offered) - set(_SUPPORTED_METHODS)
+    if gssapi is not None:
+        unsupported.discard(AuthMethod.GSSAPI)
+    elif AuthMethod.GSSAPI in unsupported:
+        raise ValueError("GSSAPI offered without gssapi options")
     if unsupported:
         raise ValueError(f"methods not implemented: {sorted(unsupported)}")
     hasUserPass = AuthMethod.USERNAME_PASSWORD in offered
@@ -356,6 +370,7 @@ class _SOCKS5Requester(_SOCKSRequester):
         self,
         methods: Methods | None,
         credentials: tuple[str | bytes, str | bytes] | None,
+        gssapi: GSSAPIOptions | None = None,
     ) -> None:
         """
         Check and keep the authentication options (see
@@ -363,7 +378,10 @@ class _SOCKS5Requester(_SOCKSRequester):
 
         @raise ValueError: They, or the request, cannot be sent.
         """
-        self._methods, self._credentials = socks5Authentication(methods, credentials)
+        self._methods, self._credentials = socks5Authentication(
+            methods, credentials, gssapi
+        )
+        self._gssapi = gssapi
         # Fail now, not after connecting, if the request cannot be encoded.
         self._negotiation(self._host).request.toBytes()
 
@@ -372,6 +390,7 @@ class _SOCKS5Requester(_SOCKSRequester):
             SOCKS5Request(self._command, host, self._port),
             self._methods,
             self._credentials,
+            self._gssapi,
         )
 
 
@@ -445,6 +464,7 @@ class SOCKS5ClientEndpoint(_SOCKS5Requester, _SOCKSEndpoint):
         resolveLocally: bool = False,
         handshakeTimeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
         reactor: IReactorTime | None = None,
+        gssapi: GSSAPIOptions | None = None,
     ) -> None:
         """
         @param host: The target: an IPv4 or IPv6 literal or a name.
@@ -467,6 +487,10 @@ class SOCKS5ClientEndpoint(_SOCKS5Requester, _SOCKSEndpoint):
         @param reactor: Provides the clock for the timeout, and the name
             resolver for C{resolveLocally}.  If C{None}, the global reactor is
             imported when C{connect} is called.
+        @param gssapi: Authenticate with the GSSAPI method (Kerberos, RFC
+            1961) this way; it is then offered first by default (see
+            L{GSSAPIOptions}).  Under a protection level of 1 or 2 every byte
+            of the tunnel is wrapped, transparently to the application.
 
         @raise ValueError: The host, port or credentials cannot be sent, or
             the methods are not ones this client implements.
@@ -479,7 +503,7 @@ class SOCKS5ClientEndpoint(_SOCKS5Requester, _SOCKSEndpoint):
             handshakeTimeout=handshakeTimeout,
             reactor=reactor,
         )
-        self._authenticate(methods, credentials)
+        self._authenticate(methods, credentials, gssapi)
 
 
 @implementer(IStreamClientEndpoint)

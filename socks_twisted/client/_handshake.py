@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum, auto
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from twisted.internet.defer import Deferred
 from twisted.internet.error import (
@@ -33,12 +33,14 @@ from twisted.internet.interfaces import (
     IProtocolFactory,
     IReactorTime,
     IStreamClientEndpoint,
+    ITransport,
 )
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.python.failure import Failure
 from zope.interface import alsoProvides, implementer
 
 from .._addresses import TunnelAddress, addressFor
+from .._gssstream import ProtectedTransport, Unwrapper
 from .._wire import (
     NEED_DATA,
     AuthMethod,
@@ -46,6 +48,7 @@ from .._wire import (
     HandshakeState,
     Message,
     MethodSelection,
+    ProtectionLevel,
     ProtocolError,
     SOCKS4Reply,
     SOCKS4Request,
@@ -63,6 +66,7 @@ from ..errors import (
     errorForSOCKS4Reply,
     errorForSOCKS5Reply,
 )
+from ._gssapi import GSSAPIExchange, GSSAPIOptions
 from ._tunnel import SOCKSTunnelTransport
 
 _METHOD_NAMES: dict[int, str] = {
@@ -99,11 +103,13 @@ class Negotiation:
     @ivar methods: The SOCKS5 methods offered, in the caller's order.
     @ivar credentials: The RFC 1929 request to send if the proxy selects
         username/password.
+    @ivar gssapi: How to authenticate if the proxy selects GSSAPI.
     """
 
     request: SOCKS5Request | SOCKS4Request
     methods: tuple[int, ...] = ()
     credentials: UsernamePasswordRequest | None = field(default=None, repr=False)
+    gssapi: GSSAPIOptions | None = None
 
     @property
     def version(self) -> int:
@@ -148,6 +154,13 @@ class SOCKSClientProtocol(Protocol):
         self._waitingFor = "the connection"
         #: Where received bytes go: the handshake, then the application.
         self._receive: Callable[[bytes], None] = self._handshakeDataReceived
+        self._gssapi: GSSAPIExchange | None = None
+        #: Under GSS-API protection: what unwraps the proxy's bytes, and the
+        #: transport that wraps ours.
+        self._unwrapper: Unwrapper | None = None
+        self._protected: ProtectedTransport | None = None
+        #: The GSS-API protection level the proxy granted, if any.
+        self.protection: ProtectionLevel | None = None
 
     def logPrefix(self) -> str:
         """
@@ -179,9 +192,28 @@ class SOCKSClientProtocol(Protocol):
 
     def dataReceived(self, data: bytes) -> None:
         """
-        Feed the handshake, or once it succeeded, the application.
+        Feed the handshake, or once it succeeded, the application (unwrapped
+        first under GSS-API protection).
         """
+        if self._unwrapper is not None:
+            try:
+                data = self._unwrapper.unwrap(data)
+            except ProtocolError as e:
+                self._unwrapFailed(e.reason)
+                return
+            if not data:
+                return
         self._receive(data)
+
+    def _unwrapFailed(self, reason: str) -> None:
+        self._unwrapper = None
+        self._receive = self._discard
+        if self._app is None:
+            self._fail(
+                makeError(SOCKSProtocolError, f"GSSAPI protection: {reason}"), True
+            )
+        else:
+            self._abortTransport()
 
     def _discard(self, data: bytes) -> None:
         """
@@ -223,7 +255,10 @@ class SOCKSClientProtocol(Protocol):
             return
         self._waitingFor = waitingFor
         assert self.transport is not None, "messages are sent once connected"
-        self.transport.write(data)
+        if self._protected is not None:
+            self._protected.write(data)
+        else:
+            self.transport.write(data)
 
     def _eventReceived(self, event: Message) -> None:
         negotiation = self._negotiation
@@ -239,6 +274,8 @@ class SOCKSClientProtocol(Protocol):
             elif event.method == AuthMethod.USERNAME_PASSWORD:
                 assert negotiation.credentials is not None
                 self._send(negotiation.credentials, "the authentication status")
+            elif event.method == AuthMethod.GSSAPI:
+                self._startGSSAPI()
             else:
                 self._send(negotiation.request, "the SOCKS5 reply")
         elif isinstance(event, UsernamePasswordStatus):
@@ -256,6 +293,47 @@ class SOCKSClientProtocol(Protocol):
             self.replyReceived(event)
         else:  # pragma: no cover - ClientConnection yields only the above
             self._fail(makeError(SOCKSProtocolError, f"unexpected {event!r}"), True)
+
+    def _startGSSAPI(self) -> None:
+        """
+        The proxy selected GSSAPI: run RFC 1961's exchange, then send the
+        request (wrapped if a protection level was agreed).
+        """
+        options = self._negotiation.gssapi
+        assert options is not None, "GSSAPI is offered only with options"
+        transport = self.transport
+        assert transport is not None
+        self._waitingFor = "the GSSAPI exchange"
+        self._gssapi = GSSAPIExchange(
+            options,
+            self._attempt.reactor,
+            transport.write,
+            self._gssapiDone,
+            self._gssapiFailed,
+        )
+        self._receive = self._gssapi.dataReceived
+        self._gssapi.dataReceived(self._connection.takeTrailingData())
+        self._gssapi.start()
+
+    def _gssapiDone(self, level: ProtectionLevel, trailing: bytes) -> None:
+        exchange = self._gssapi
+        assert exchange is not None and exchange.initiator is not None
+        assert self.transport is not None
+        self.protection = level
+        self._receive = self._handshakeDataReceived
+        if level in (ProtectionLevel.INTEGRITY, ProtectionLevel.CONFIDENTIALITY):
+            self._protected = ProtectedTransport(
+                cast(Any, self.transport), exchange.initiator, level
+            )
+            self._unwrapper = Unwrapper(exchange.initiator, level)
+        self._send(self._negotiation.request, "the SOCKS5 reply")
+        if trailing:
+            self.dataReceived(trailing)
+
+    def _gssapiFailed(self, reason: str, refused: bool) -> None:
+        # A refusal the proxy sent ends gracefully, an error at once.
+        error = makeError(AuthenticationFailedError, f"GSSAPI: {reason}")
+        self._fail(error, abort=not refused)
 
     def replyReceived(self, reply: SOCKS5Reply | SOCKS4Reply) -> None:
         """
@@ -298,7 +376,9 @@ class SOCKSClientProtocol(Protocol):
             return
         assert self.transport is not None
         tunnel = SOCKSTunnelTransport(
-            self.transport,
+            cast(ITransport, self._protected)
+            if self._protected is not None
+            else self.transport,
             self._attempt.target,
             self.boundAddress(reply),
             self._deliverPending,
@@ -353,6 +433,8 @@ class SOCKSClientProtocol(Protocol):
         reporting anything (the attempt was cancelled or timed out).
         """
         self._finished = True
+        if self._gssapi is not None:
+            self._gssapi.cancel()
         self._receive = self._discard
         self._abortTransport()
 
@@ -373,6 +455,8 @@ class SOCKSClientProtocol(Protocol):
         Tell the application, or fail the attempt if the proxy closed the
         connection during the handshake.
         """
+        if self._gssapi is not None:
+            self._gssapi.cancel()
         if self._app is not None:
             self._app.connectionLost(reason)
             return
@@ -395,6 +479,9 @@ class SOCKSClientProtocol(Protocol):
         close otherwise; during the handshake, fail.
         """
         if self._app is None:
+            if self._gssapi is not None and self._gssapi.active:
+                self._gssapi.readClosed()
+                return
             self._fail(self._closedError(None), abort=True)
         elif IHalfCloseableProtocol.providedBy(self._app):
             IHalfCloseableProtocol(self._app).readConnectionLost()
@@ -468,6 +555,8 @@ class ConnectAttempt:
         handshakeTimeout: float | None,
     ) -> None:
         self.target = target
+        #: The reactor the attempt runs in.
+        self.reactor = reactor
         self.deferred: Deferred[IProtocol] = Deferred(self._cancel)
         self._reactor = reactor
         self._factory = factory

@@ -35,6 +35,7 @@ from ._environment import (
     parseProxyURL,
     proxyFromEnvironment,
 )
+from ._gssapi import GSSAPIOptions
 from ._resolve import SOCKS4Resolve, SOCKS5Resolve, SOCKS5ResolvePTR
 from ._udp import SOCKS5UDPAssociation, SOCKS5UDPClient
 
@@ -71,6 +72,7 @@ class SOCKSProxy:
         userID: str | bytes = b"",
         handshakeTimeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
         noProxy: str | None = None,
+        gssapi: GSSAPIOptions | None = None,
     ) -> None:
         """
         @param reactor: Used by every client made.
@@ -84,6 +86,9 @@ class SOCKSProxy:
         @param handshakeTimeout: See L{SOCKS5ClientEndpoint}.
         @param noProxy: C{NO_PROXY} rules for L{bypasses}; C{None} bypasses
             nothing.
+        @param gssapi: SOCKS5 only: authenticate with the GSSAPI method
+            (Kerberos); see L{SOCKS5ClientEndpoint}.  Used by L{endpoint}
+            and L{agent}.
 
         @raise ValueError: The version is neither 4 nor 5, an option does not
             belong to it, or the options cannot be sent.
@@ -95,6 +100,9 @@ class SOCKSProxy:
         self.resolveLocally = bool(resolveLocally)
         self._methods = methods
         self._credentials = credentials
+        if gssapi is not None and version != 5:
+            raise ValueError("gssapi is for SOCKS5")
+        self._gssapi = gssapi
         self._userID = userID
         self._handshakeTimeout = handshakeTimeout
         self._noProxy = NoProxy(noProxy)
@@ -241,6 +249,7 @@ class SOCKSProxy:
                 resolveLocally=self.resolveLocally,
                 handshakeTimeout=self._handshakeTimeout,
                 reactor=self._reactor,
+                gssapi=self._gssapi,
             )
         return SOCKS4ClientEndpoint(
             host,
@@ -270,6 +279,7 @@ class SOCKSProxy:
             version=self.version,
             methods=self._methods,
             credentials=self._credentials,
+            gssapi=self._gssapi,
             userID=self._userID,
             resolveLocally=self.resolveLocally,
             handshakeTimeout=self._handshakeTimeout,

@@ -29,6 +29,12 @@ every address they dial, peer they accept or datagram they send.
 
 from ._factory import SOCKSServerFactory
 from ._session import SOCKSServerProtocol
-from ._settings import Network, ServerSettings
+from ._settings import GSSAPISettings, Network, ServerSettings
 
-__all__ = ["Network", "SOCKSServerFactory", "SOCKSServerProtocol", "ServerSettings"]
+__all__ = [
+    "GSSAPISettings",
+    "Network",
+    "SOCKSServerFactory",
+    "SOCKSServerProtocol",
+    "ServerSettings",
+]

@@ -6,7 +6,7 @@ to a command handler, the relay, and the session's end.
 import itertools
 from collections.abc import Callable
 from enum import Enum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin, UnhandledCredentials
@@ -26,14 +26,19 @@ from zope.interface import implementer
 
 from .._addresses import formatAddress, formatHostPort, isUnspecified
 from .._bandwidth import BucketRegistry, Throttle
+from .._gssstream import ProtectedTransport, Unwrapper
 from .._transport import StreamTransport, streamTransport, writeNow
 from .._wire import (
+    ABORT_MESSAGE,
     LOOKUP_COMMANDS,
     NEED_DATA,
     AuthMethod,
     Command,
+    GSSAPIMessageReader,
     Message,
+    MessageType,
     MethodSelection,
+    ProtectionLevel,
     ProtocolError,
     ServerConnection,
     SOCKS4Reply,
@@ -45,10 +50,12 @@ from .._wire import (
     SOCKS5Request,
     UsernamePasswordRequest,
     UsernamePasswordStatus,
+    contextMessage,
+    protectionMessage,
 )
 from .._wire import AddressType as _AddressType
 from .._wire import addressTypeOf as _addressTypeOf
-from ..auth import ISOCKSUser
+from ..auth import GSSAPIPrincipal, ISOCKSUser
 from ..policy import Decision, Policy
 from ..policy import Request as PolicyRequest
 from ..relay import CAPPED_READ_SIZE, Relay
@@ -72,10 +79,13 @@ from ._lookup import resolve, resolvePTR
 from ._metrics import ServerMetrics, SessionCounts
 from ._own import OwnAddresses
 from ._sessionlog import clientName, logSession, logSessionStart
-from ._settings import Network, ServerSettings
+from ._settings import Network, ServerSettings, chooseProtection
 from ._target import TargetProtocol
 from ._throttling import SessionBandwidth
 from ._udp import UDPAssociation
+
+if TYPE_CHECKING:
+    from .._gss import Acceptor
 
 _log = Logger()
 
@@ -97,6 +107,7 @@ _WITHOUT_TOR = frozenset(Command) - LOOKUP_COMMANDS
 class _Phase(Enum):
     HANDSHAKE = "handshake"
     AUTHENTICATING = "authentication"
+    GSSAPI = "GSS-API authentication"  # RFC 1961, before the request
     CONNECTING = "connecting"  # dialling the target, or waiting for the BIND peer
     RELAYING = "relaying"
     ASSOCIATED = "association"  # UDP: the TCP connection only keeps it alive
@@ -325,6 +336,12 @@ class SOCKSServerProtocol(_Protocol):
         self._requestRead: float | None = None
         self._clientNameText: str | None = None
         self._counted = SessionCounts(factory.metrics)
+        self._gssReader: GSSAPIMessageReader | None = None
+        self._gssBusy = False
+        self._acceptor: Acceptor
+        self._unwrapper: Unwrapper | None = None
+        #: The GSS-API protection level agreed, if the GSSAPI method was.
+        self.protection: ProtectionLevel | None = None
 
     # What a command handler sees (CommandContext)
 
@@ -400,6 +417,14 @@ class SOCKSServerProtocol(_Protocol):
         )
 
     def dataReceived(self, data: bytes) -> None:
+        if self._unwrapper is not None:
+            try:
+                data = self._unwrapper.unwrap(data)
+            except ProtocolError as e:
+                self._protectionBroken(e.reason)
+                return
+            if not data:
+                return
         if self._phase is _Phase.RELAYING:
             self._targetTransport.write(data)
             self._sentUp(len(data))
@@ -419,6 +444,13 @@ class SOCKSServerProtocol(_Protocol):
         elif self._phase is _Phase.CONNECTING:
             self._earlyData.append(data)
             self._hold(len(data))
+        elif self._phase is _Phase.GSSAPI:
+            assert self._gssReader is not None
+            self._gssReader.receiveData(data)
+            if self._gssBusy:
+                self._hold(len(data))
+            else:
+                self._gssAdvance()
         # ASSOCIATED: the control connection carries nothing; CLOSED: too late.
 
     def _admitted(self) -> bool:
@@ -532,9 +564,8 @@ class SOCKSServerProtocol(_Protocol):
             self.user = event.userID or None
             request = Request(event.command, event.host, event.port, 4)
             if (
-                self.settings.portal is not None
-                and not self.settings.allowSOCKS4WithAuth
-            ):
+                self.settings.portal is not None or self.settings.gssapi is not None
+            ) and not self.settings.allowSOCKS4WithAuth:
                 self.command, self.target = event.command, (event.host, event.port)
                 self._refuse(
                     SOCKS5ReplyCode.NOT_ALLOWED,
@@ -544,13 +575,21 @@ class SOCKSServerProtocol(_Protocol):
             self._request(request)
 
     def _chooseMethod(self, greeting: SOCKS5Greeting) -> None:
-        wanted = (
-            AuthMethod.USERNAME_PASSWORD
-            if self.settings.portal is not None
-            else AuthMethod.NO_AUTHENTICATION
-        )
-        if wanted in greeting.methods:
-            self._reply(MethodSelection(wanted))
+        # With both GSSAPI and username/password configured, the first of
+        # the client's methods that the server supports wins: the client
+        # lists them in its order of preference.
+        supported = set()
+        if self.settings.gssapi is not None:
+            supported.add(AuthMethod.GSSAPI)
+        if self.settings.portal is not None:
+            supported.add(AuthMethod.USERNAME_PASSWORD)
+        if not supported:
+            supported.add(AuthMethod.NO_AUTHENTICATION)
+        wanted = next((m for m in greeting.methods if m in supported), None)
+        if wanted is not None:
+            self._reply(MethodSelection(AuthMethod(wanted)))
+            if wanted == AuthMethod.GSSAPI:
+                self._startGSSAPI()
         else:
             offered = ", ".join(f"{m:#04x}" for m in greeting.methods)
             self._reply(MethodSelection(AuthMethod.NO_ACCEPTABLE_METHODS))
@@ -610,6 +649,209 @@ class SOCKSServerProtocol(_Protocol):
         self.factory.metrics.authFailed("username/password")
         self._close(reason, outcome="auth_failed")
 
+    # The GSSAPI method (RFC 1961)
+
+    def _startGSSAPI(self) -> None:
+        gssapi = self.settings.gssapi
+        assert gssapi is not None
+        self._phase = _Phase.GSSAPI
+        self._gssReader = GSSAPIMessageReader()
+        self._gssReader.receiveData(self._wire.takeTrailingData())
+        try:
+            self._acceptor = gssapi.newAcceptor()
+        except Exception as e:  # GSSAPIError: python-gssapi is optional here
+            self._gssFailed(f"GSS-API authentication failed: {e}")
+            return
+        self._gssAdvance()
+
+    def _gssAdvance(self) -> None:
+        while self._phase is _Phase.GSSAPI and not self._gssBusy:
+            reader = self._gssReader
+            assert reader is not None
+            complete = self._acceptor.complete
+            try:
+                message = reader.nextMessage(
+                    {MessageType.PROTECTION if complete else MessageType.CONTEXT}
+                )
+            except ProtocolError as e:
+                self.factory.metrics.authFailed("gssapi")
+                self._close(
+                    f"protocol error: {e.reason} (GSS-API)", outcome="protocol_error"
+                )
+                return
+            if message is None:
+                return
+            if complete:
+                self._gssProtection(message.token)
+            else:
+                self._gssBusy = True
+                step = self._acceptor.step(message.token)
+                self._pending = step
+                step.addCallbacks(self._gssStepped, self._gssStepFailed)
+
+    def _gssStepped(self, output: bytes | None) -> None:
+        self._pending = None
+        self._gssBusy = False
+        if self._phase is not _Phase.GSSAPI:
+            return
+        if output:
+            writeNow(self._client, contextMessage(output))
+        if not self._acceptor.complete:
+            self._release()
+            self._gssAdvance()
+            return
+        gssapi = self.settings.gssapi
+        assert gssapi is not None
+        try:
+            principal = self._acceptor.initiatorName
+            acceptorName = self._acceptor.acceptorName
+        except Exception as e:  # GSSAPIError
+            self._gssFailed(f"GSS-API authentication failed: {e}")
+            return
+        if gssapi.service is not None and (
+            acceptorName.split("/", 1)[0] != gssapi.service or "/" not in acceptorName
+        ):
+            self.user = principal.encode("utf-8")
+            self._gssFailed(
+                f"GSS-API authentication failed: {principal} has a ticket for "
+                f"{acceptorName}, not for the service {gssapi.service}"
+            )
+            return
+        self.user = principal.encode("utf-8")
+        self._gssBusy = True
+        login = gssapi.portal.login(GSSAPIPrincipal(principal), None, ISOCKSUser)
+        self._pending = login
+        login.addCallbacks(self._gssAuthorized, self._gssRefused)
+
+    def _gssStepFailed(self, failure: Failure) -> None:
+        self._pending = None
+        self._gssBusy = False
+        if isinstance(failure.value, defer.CancelledError):
+            return
+        if self._phase is not _Phase.GSSAPI:
+            return
+        self._gssFailed(f"GSS-API authentication failed: {failure.getErrorMessage()}")
+
+    def _gssFailed(self, reason: str) -> None:
+        """
+        Refuse with RFC 1961's abort message and close.
+        """
+        self.factory.metrics.authFailed("gssapi")
+        self._close(reason, ABORT_MESSAGE, outcome="auth_failed")
+
+    def _gssAuthorized(self, result: tuple[Any, Any, Any]) -> None:
+        self._pending = None
+        self._gssBusy = False
+        if self._phase is not _Phase.GSSAPI:
+            return
+        _, avatar, _ = result
+        self.user = avatar.username or self.user
+        assert self.user is not None
+        refusal = self.factory.limiter.admitUser(self.user)
+        if refusal is not None:
+            self.factory.metrics.refused(refusal)
+            self._close(
+                f"refused: {_USER_LIMIT_NAMES[refusal]}", ABORT_MESSAGE, outcome="limit"
+            )
+            return
+        self._admittedUser = self.user
+        self._release()
+        self._gssAdvance()
+
+    def _gssRefused(self, failure: Failure) -> None:
+        self._pending = None
+        self._gssBusy = False
+        if isinstance(failure.value, defer.CancelledError):
+            return
+        if self._phase is not _Phase.GSSAPI:
+            return
+        if isinstance(failure.value, (UnauthorizedLogin, UnhandledCredentials)):
+            reason = "GSS-API authentication failed: " + (
+                failure.getErrorMessage() or "principal not allowed"
+            )
+            self.factory.limiter.authFailed(self.clientKey)
+        else:
+            _log.failure(
+                "GSS-API principal checker failed (session {session})",
+                failure,
+                session=self.sessionID,
+            )
+            reason = "GSS-API authentication failed: the checker raised an error"
+        self._gssFailed(reason)
+
+    def _gssProtection(self, token: bytes) -> None:
+        """
+        The client's protection-level message (MTYP 2): answer it the way
+        it came (wrapped, or bare for the NEC variant), then read the
+        request, unwrapped first if a protection level was agreed.
+        """
+        gssapi = self.settings.gssapi
+        assert gssapi is not None and self._gssReader is not None
+        acceptor = self._acceptor
+        try:
+            requested, nec = acceptor.unwrapProtectionLevel(token)
+            answer = chooseProtection(
+                requested, acceptor.available(), gssapi.protection
+            )
+            if answer is None:
+                self._gssFailed(
+                    "GSS-API: no allowed protection level for a request of "
+                    + requested.name.lower()
+                )
+                return
+            message = protectionMessage(acceptor.wrapProtectionLevel(answer, nec))
+        except ProtocolError as e:
+            self.factory.metrics.authFailed("gssapi")
+            self._close(
+                f"protocol error: {e.reason} (GSS-API)", outcome="protocol_error"
+            )
+            return
+        except Exception as e:  # GSSAPIError: python-gssapi is optional here
+            self._gssFailed(f"GSS-API protection subnegotiation failed: {e}")
+            return
+        writeNow(self._client, message)
+        self.protection = answer
+        _log.info(
+            "SOCKS session {session}: GSS-API principal {principal} asked for"
+            " protection {requested}{nec}, granted {granted}",
+            session=self.sessionID,
+            principal=self._userText(),
+            requested=requested.name.lower(),
+            nec=" (NEC, unwrapped)" if nec else "",
+            granted=answer.name.lower(),
+        )
+        leftover = self._gssReader.unconsumed()
+        self._gssReader = None
+        self._wire.gssapiEstablished()
+        self._phase = _Phase.HANDSHAKE
+        if answer in (ProtectionLevel.INTEGRITY, ProtectionLevel.CONFIDENTIALITY):
+            self._client = ProtectedTransport(self._client, acceptor, answer)
+            self._unwrapper = Unwrapper(acceptor, answer)
+            try:
+                leftover = self._unwrapper.unwrap(leftover)
+            except ProtocolError as e:
+                self._protectionBroken(e.reason)
+                return
+        self._release()
+        self._wire.receiveData(leftover)
+        self._advance()
+
+    def _protectionBroken(self, reason: str) -> None:
+        """
+        What the client sent under protection is not a valid MTYP 3 message
+        or does not unwrap: end the session at once.
+        """
+        self._unwrapper = None
+        if self._phase is _Phase.CLOSED:
+            return
+        if self._relay is not None:
+            self.reason = f"protocol error: {reason}"
+            self.outcome = "protocol_error"
+            self._client.abortConnection()
+            return
+        self._close(f"protocol error: {reason}", outcome="protocol_error")
+        self._client.abortConnection()
+
     # The request
 
     def _request(self, request: Request) -> None:
@@ -639,6 +881,12 @@ class SOCKSServerProtocol(_Protocol):
         )
         if decision.rule is not None:
             self.rule = decision.rule.describe()
+        if request.command is Command.UDP_ASSOCIATE and self._unwrapper is not None:
+            self._refuse(
+                SOCKS5ReplyCode.COMMAND_NOT_SUPPORTED,
+                "UDP ASSOCIATE under GSS-API protection is not supported",
+            )
+            return
         if decision.allowed is False:
             denied = deniedBy(
                 decision,
@@ -728,7 +976,8 @@ class SOCKSServerProtocol(_Protocol):
             self._client,
             self._targetTransport,
             self._endSession,
-            splice=self.settings.splice,
+            # Under GSS-API protection the bytes are wrapped here, in Python.
+            splice=self.settings.splice and self._unwrapper is None,
             counted=(self._sentUp, target.sent),
         )
         self._phase = _Phase.RELAYING

@@ -6,7 +6,7 @@ values from the command line or the embedding program) and the network
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from twisted.cred.portal import Portal
 from twisted.internet import defer
@@ -17,8 +17,69 @@ from twisted.internet.interfaces import (
 )
 from twisted.internet.protocol import DatagramProtocol
 
+from .._wire import ProtectionLevel
 from ..client import SOCKSProxy
 from ._limits import LimitSettings
+
+if TYPE_CHECKING:
+    from .._gss import Acceptor
+
+#: The protection levels a server grants by default: any the client asks
+#: for that its context can provide.
+ALL_PROTECTION_LEVELS = frozenset(
+    {
+        ProtectionLevel.NONE,
+        ProtectionLevel.INTEGRITY,
+        ProtectionLevel.CONFIDENTIALITY,
+    }
+)
+
+
+@dataclass(frozen=True)
+class GSSAPISettings:
+    """
+    How a server serves the GSSAPI method (SOCKS5 method 0x01, RFC 1961).
+
+    @ivar newAcceptor: Makes the acceptor context of one session (see
+        L{socks_twisted._gss.Acceptor}, over the server's acceptor
+        credentials).
+    @ivar portal: What the authenticated principal logs in through, as
+        L{GSSAPIPrincipal<socks_twisted.auth.GSSAPIPrincipal>} credentials:
+        it must have a checker for
+        L{IGSSAPIPrincipal<socks_twisted.auth.IGSSAPIPrincipal>}, such as
+        L{GSSAPIPrincipalChecker<socks_twisted.auth.GSSAPIPrincipalChecker>}.
+    @ivar protection: The protection levels the server may grant.  It
+        answers the level the client asks for when it is one of these and
+        the context provides it, else the strongest of these the context
+        provides (L{chooseProtection}).
+    @ivar service: The service name a client's ticket must be for
+        (C{rcmd/proxy.example.com@EXAMPLE.COM} is C{rcmd}), whatever its host
+        part, or C{None} for any principal in the acceptor's keytab.
+    """
+
+    newAcceptor: "Callable[[], Acceptor]"
+    portal: Portal
+    protection: frozenset[ProtectionLevel] = ALL_PROTECTION_LEVELS
+    service: str | None = "rcmd"
+
+
+def chooseProtection(
+    requested: ProtectionLevel,
+    available: frozenset[ProtectionLevel],
+    allowed: frozenset[ProtectionLevel],
+) -> ProtectionLevel | None:
+    """
+    The protection level a server answers (RFC 1961 section 4.3: the server
+    chooses): C{requested} when it is both C{available} (the context) and
+    C{allowed} (the operator); otherwise the strongest level that is both.
+
+    @return: The level, or C{None} when no level is both.
+    """
+    usable = available & allowed
+    if requested in usable:
+        return requested
+    return max(usable, default=None)
+
 
 #: Makes the endpoint that dials C{(host, port, timeout)}: the simple form an
 #: embedding program may give.
@@ -67,6 +128,10 @@ class ServerSettings:
     @ivar portal: When given, SOCKS5 clients must pass RFC 1929
         username/password authentication against it, and SOCKS4 requests
         are refused unless C{allowSOCKS4WithAuth}.
+    @ivar gssapi: When given, SOCKS5 clients may authenticate with the
+        GSSAPI method (RFC 1961); with a C{portal} too, the client's order of
+        methods decides which.  SOCKS4 requests are refused as with
+        C{portal}.
     @ivar handshakeTimeout: Seconds from accepting a connection to its
         request being read, in total (not reset by each byte).
     @ivar connectTimeout: Seconds allowed to reach the target, name
@@ -102,6 +167,7 @@ class ServerSettings:
 
     portal: Portal | None = None
     allowSOCKS4WithAuth: bool = False
+    gssapi: GSSAPISettings | None = None
     handshakeTimeout: float = 30.0
     connectTimeout: float = 30.0
     idleTimeout: float | None = None

@@ -338,6 +338,9 @@ def danteConfig(
     auth: bool,
     commands: Sequence[str],
     asRoot: bool,
+    gssapiKeytab: str | None = None,
+    gssapiService: str = "rcmd",
+    gssapiEncryption: str = "clear integrity confidentiality",
 ) -> str:
     """
     Render a C{danted.conf} that serves only loopback clients and targets.
@@ -348,6 +351,13 @@ def danteConfig(
     @param asRoot: Whether danted will run as root.  Only then may the
         configuration name C{user.privileged} / C{user.unprivileged}: a
         non-root danted given them exits at start.
+    @param gssapiKeytab: With it, the only method is GSSAPI (RFC 1961) with
+        the service keys of this keytab (C{auth} is then ignored).
+    @param gssapiService: Dante's C{gssapi.servicename}: with a C{/}, a
+        whole principal name.
+    @param gssapiEncryption: Dante's C{gssapi.enctype}: the protection
+        levels it grants, from C{clear}, C{integrity} and
+        C{confidentiality}.
     """
     unknown = set(commands) - _DANTE_COMMANDS
     if unknown:
@@ -358,6 +368,14 @@ def danteConfig(
     if "udpassociate" in commands:
         allowed.append("udpreply")
     method = "username" if auth else "none"
+    gssapi = ""
+    if gssapiKeytab is not None:
+        method = "gssapi"
+        gssapi = (
+            f"    gssapi.keytab: {gssapiKeytab}\n"
+            f"    gssapi.servicename: {gssapiService}\n"
+            f"    gssapi.enctype: {gssapiEncryption}\n"
+        )
     users = "user.privileged: root\nuser.unprivileged: nobody\n" if asRoot else ""
     return f"""\
 logoutput: {logPath}
@@ -376,7 +394,7 @@ socks pass {{
     command: {" ".join(allowed)}
     protocol: tcp udp
     socksmethod: {method}
-    log: error
+{gssapi}    log: error
 }}
 """
 
@@ -386,6 +404,9 @@ def startDante(
     *,
     auth: bool = False,
     commands: Sequence[str] = ("connect", "bind", "udpassociate"),
+    gssapiKeytab: str | None = None,
+    gssapiService: str = "rcmd",
+    gssapiEncryption: str = "clear integrity confidentiality",
 ) -> ThirdPartyServer:
     """
     Start Dante's C{danted} on a free loopback port.
@@ -413,6 +434,12 @@ def startDante(
     @param auth: Require RFC 1929 username/password authentication.
     @param commands: The SOCKS commands to allow, from C{"connect"},
         C{"bind"} and C{"udpassociate"}.
+    @param gssapiKeytab: Serve only the GSSAPI method with this keytab (see
+        L{danteConfig}).  danted reads the Kerberos configuration of this
+        process's environment (the test realm's, after
+        L{tests._kerberos.requireKerberosRealm}).
+    @param gssapiService: See L{danteConfig}.
+    @param gssapiEncryption: See L{danteConfig}.
     """
     danted = requirePeer("danted", "dante-server")
     username: str | None = None
@@ -432,6 +459,9 @@ def startDante(
                 auth=auth,
                 commands=commands,
                 asRoot=os.geteuid() == 0,
+                gssapiKeytab=gssapiKeytab,
+                gssapiService=gssapiService,
+                gssapiEncryption=gssapiEncryption,
             )
         )
     # Without -D danted stays in the foreground, so the PID we hold is the

@@ -604,15 +604,33 @@ class SendStateTests(SynchronousTestCase):
         self.assertRaises(ValueError, conn.send, SOCKS4Reply(90))
         self.assertIs(conn.state, HandshakeState.ESTABLISHED)
 
-    def test_serverUnimplementedMethod(self) -> None:
+    def test_serverGSSAPIMethod(self) -> None:
         """
-        A server cannot select GSSAPI, which is not implemented.
+        After selecting GSSAPI a server parses nothing (RFC 1961's messages
+        are the caller's) until C{gssapiEstablished}, then the request.
         """
         conn = ServerConnection()
         conn.receiveData(bytes.fromhex("05 02 00 01"))
         conn.nextEvent()
-        self.assertRaises(ValueError, conn.send, MethodSelection(AuthMethod.GSSAPI))
+        self.assertEqual(conn.send(MethodSelection(AuthMethod.GSSAPI)), b"\x05\x01")
         self.assertIs(conn.state, HandshakeState.SENDING)
+        conn.receiveData(bytes.fromhex("05 01 00 01 7f 00 00 01 00 50"))
+        self.assertIs(conn.nextEvent(), NEED_DATA)
+        conn.gssapiEstablished()
+        self.assertIs(conn.state, HandshakeState.RECEIVING)
+        request = conn.nextEvent()
+        self.assertIsInstance(request, SOCKS5Request)
+        self.assertRaises(ValueError, conn.gssapiEstablished)
+
+    def test_gssapiEstablishedUnselected(self) -> None:
+        """
+        C{gssapiEstablished} without a GSSAPI selection is the caller's bug.
+        """
+        conn = ServerConnection()
+        conn.receiveData(bytes.fromhex("05 01 00"))
+        conn.nextEvent()
+        conn.send(MethodSelection(AuthMethod.NO_AUTHENTICATION))
+        self.assertRaises(ValueError, conn.gssapiEstablished)
 
 
 class SendOrderTests(SynchronousTestCase):
