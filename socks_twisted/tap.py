@@ -580,9 +580,9 @@ def gssapiSettings(
     @raise StartupError: If python-gssapi is missing or the keytab cannot be
         used.
     """
+    credentials = keytabCredentials(keytab)  # first: it reports a missing gssapi
     from . import _gss
 
-    credentials = keytabCredentials(keytab)
     checker = GSSAPIPrincipalChecker(
         principals=[name for name in allow if not name.startswith("@")],
         realms=[name[1:] for name in allow if name.startswith("@")],

@@ -6,12 +6,17 @@ the configuration file's [server] table.
 from __future__ import annotations
 
 import os
+import sys
+from unittest import mock
 
+from twisted.internet import reactor
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
+import socks_twisted
+from socks_twisted._startup import StartupError
 from socks_twisted._wire import ProtectionLevel
-from socks_twisted.tap import Options
+from socks_twisted.tap import Options, gssapiSettings
 
 
 class GSSAPIOptionsTests(SynchronousTestCase):
@@ -93,4 +98,25 @@ class GSSAPIOptionsTests(SynchronousTestCase):
         """
         self.assertRaises(
             usage.UsageError, Options().parseOptions, ["--gssapi-allow", "@"]
+        )
+
+    def test_withoutGSSAPIPackage(self) -> None:
+        """
+        Without python-gssapi installed, C{--gssapi-keytab} ends start-up
+        with one line saying what to install, not a traceback.
+        """
+        # None in sys.modules makes an import fail, as if not installed; the
+        # package's attribute would otherwise answer "from . import _gss".
+        missing = {"gssapi": None, "socks_twisted._gss": None}
+        loaded = vars(socks_twisted).pop("_gss", None)
+        if loaded is not None:
+            self.addCleanup(setattr, socks_twisted, "_gss", loaded)
+        with (
+            mock.patch.dict(sys.modules, missing),
+            self.assertRaises(StartupError) as raised,
+        ):
+            gssapiSettings(reactor, "/etc/krb5.keytab", "rcmd", [], frozenset(), [])
+        self.assertEqual(
+            str(raised.exception),
+            "--gssapi-keytab needs python-gssapi: install socks-twisted[gssapi]",
         )
