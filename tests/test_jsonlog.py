@@ -47,7 +47,7 @@ from socks_twisted._jsonlog import (
     jsonLinesObserver,
     twistdLogFile,
 )
-from tests.interop._support import spawnLogged, twistdCommand
+from tests.interop._support import recvExactly, spawnLogged, twistdCommand
 
 #: A Twisted port's announcement: C{"<factory> starting on <port>"}.
 _STARTING_ON = re.compile(r"^(\S+) starting on (\d+)$")
@@ -253,21 +253,6 @@ def socks5Connect(port: int, targetPort: int, timeout: float = 10.0) -> socket.s
         client.close()
         raise
     return client
-
-
-def recvExactly(client: socket.socket, size: int) -> bytes:
-    """
-    @return: Exactly C{size} bytes from C{client}.
-
-    @raise AssertionError: If the connection ends first.
-    """
-    data = b""
-    while len(data) < size:
-        chunk = client.recv(size - len(data))
-        if not chunk:
-            raise AssertionError(f"connection closed after {data!r}")
-        data += chunk
-    return data
 
 
 def echoes(client: socket.socket, payload: bytes) -> bool:

@@ -612,17 +612,12 @@ class SOCKSServerProtocol(_Protocol):
 
     def _authenticated(self, result: tuple[Any, Any, Any]) -> None:
         self._pending = None
-        _, avatar, _ = result
-        self.user = avatar.username or self.user
-        assert self.user is not None
-        refusal = self.factory.limiter.admitUser(self.user)
+        refusal = self._admitUser(result)
         if refusal is not None:
             self._reply(UsernamePasswordStatus(1))
             self.replyCode = 1
-            self.factory.metrics.refused(refusal)
-            self._close(f"refused: {_USER_LIMIT_NAMES[refusal]}", outcome="limit")
+            self._close(refusal, outcome="limit")
             return
-        self._admittedUser = self.user
         self._reply(UsernamePasswordStatus(0))
         self._phase = _Phase.HANDSHAKE
         self._release()
@@ -632,22 +627,49 @@ class SOCKSServerProtocol(_Protocol):
         self._pending = None
         if isinstance(failure.value, defer.CancelledError):
             return
-        if isinstance(failure.value, (UnauthorizedLogin, UnhandledCredentials)):
-            reason = "authentication failed: " + (
-                failure.getErrorMessage() or "bad username or password"
-            )
-            self.factory.limiter.authFailed(self.clientKey)
-        else:
-            _log.failure(
-                "credential checker failed (session {session})",
-                failure,
-                session=self.sessionID,
-            )
-            reason = "authentication failed: the credential checker raised an error"
+        reason = self._loginFailed(
+            failure, "authentication failed", "bad username or password"
+        )
         self._reply(UsernamePasswordStatus(1))
         self.replyCode = 1
         self.factory.metrics.authFailed("username/password")
         self._close(reason, outcome="auth_failed")
+
+    def _admitUser(self, result: tuple[Any, Any, Any]) -> str | None:
+        """
+        A login succeeded: the avatar's user becomes the session's, if the
+        per-user limits admit it.
+
+        @return: Why it was refused, or C{None} if it was admitted.
+        """
+        _, avatar, _ = result
+        self.user = avatar.username or self.user
+        assert self.user is not None
+        refusal = self.factory.limiter.admitUser(self.user)
+        if refusal is not None:
+            self.factory.metrics.refused(refusal)
+            return f"refused: {_USER_LIMIT_NAMES[refusal]}"
+        self._admittedUser = self.user
+        return None
+
+    def _loginFailed(self, failure: Failure, what: str, rejected: str) -> str:
+        """
+        A login failed: count a rejection against the client's back-off, or
+        log a checker that broke.
+
+        @param what: How the reason starts.
+        @param rejected: The reason when the checker gave none.
+        @return: The reason, for the log.
+        """
+        if isinstance(failure.value, (UnauthorizedLogin, UnhandledCredentials)):
+            self.factory.limiter.authFailed(self.clientKey)
+            return f"{what}: {failure.getErrorMessage() or rejected}"
+        _log.failure(
+            "credential checker failed (session {session})",
+            failure,
+            session=self.sessionID,
+        )
+        return f"{what}: the credential checker raised an error"
 
     # The GSSAPI method (RFC 1961)
 
@@ -744,17 +766,10 @@ class SOCKSServerProtocol(_Protocol):
         self._gssBusy = False
         if self._phase is not _Phase.GSSAPI:
             return
-        _, avatar, _ = result
-        self.user = avatar.username or self.user
-        assert self.user is not None
-        refusal = self.factory.limiter.admitUser(self.user)
+        refusal = self._admitUser(result)
         if refusal is not None:
-            self.factory.metrics.refused(refusal)
-            self._close(
-                f"refused: {_USER_LIMIT_NAMES[refusal]}", ABORT_MESSAGE, outcome="limit"
-            )
+            self._close(refusal, ABORT_MESSAGE, outcome="limit")
             return
-        self._admittedUser = self.user
         self._release()
         self._gssAdvance()
 
@@ -765,19 +780,11 @@ class SOCKSServerProtocol(_Protocol):
             return
         if self._phase is not _Phase.GSSAPI:
             return
-        if isinstance(failure.value, (UnauthorizedLogin, UnhandledCredentials)):
-            reason = "GSS-API authentication failed: " + (
-                failure.getErrorMessage() or "principal not allowed"
+        self._gssFailed(
+            self._loginFailed(
+                failure, "GSS-API authentication failed", "principal not allowed"
             )
-            self.factory.limiter.authFailed(self.clientKey)
-        else:
-            _log.failure(
-                "GSS-API principal checker failed (session {session})",
-                failure,
-                session=self.sessionID,
-            )
-            reason = "GSS-API authentication failed: the checker raised an error"
-        self._gssFailed(reason)
+        )
 
     def _gssProtection(self, token: bytes) -> None:
         """
