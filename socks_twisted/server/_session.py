@@ -5,7 +5,6 @@ to a command handler, the relay, and the session's end.
 
 import itertools
 from collections.abc import Callable
-from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from twisted.cred.credentials import UsernamePassword
@@ -26,17 +25,15 @@ from zope.interface import implementer
 
 from .._addresses import formatAddress, formatHostPort, isUnspecified
 from .._bandwidth import BucketRegistry, Throttle
-from .._gssstream import ProtectedTransport, Unwrapper
+from .._gssstream import Unwrapper
 from .._transport import StreamTransport, streamTransport, writeNow
 from .._wire import (
-    ABORT_MESSAGE,
     LOOKUP_COMMANDS,
     NEED_DATA,
     AuthMethod,
     Command,
     GSSAPIMessageReader,
     Message,
-    MessageType,
     MethodSelection,
     ProtectionLevel,
     ProtocolError,
@@ -50,12 +47,10 @@ from .._wire import (
     SOCKS5Request,
     UsernamePasswordRequest,
     UsernamePasswordStatus,
-    contextMessage,
-    protectionMessage,
 )
 from .._wire import AddressType as _AddressType
 from .._wire import addressTypeOf as _addressTypeOf
-from ..auth import GSSAPIPrincipal, ISOCKSUser
+from ..auth import ISOCKSUser
 from ..policy import Decision, Policy
 from ..policy import Request as PolicyRequest
 from ..relay import CAPPED_READ_SIZE, Relay
@@ -73,13 +68,15 @@ from ._command import (
 )
 from ._connect import connect
 from ._foreign import HTTP_ANSWER, LONGEST_PREFIX, Foreign, identify
+from ._gssmethod import GSSAPIMethod
 from ._idle import IdleWatch
 from ._limits import PER_USER, RATE, Limiter
 from ._lookup import resolve, resolvePTR
 from ._metrics import ServerMetrics, SessionCounts
 from ._own import OwnAddresses
+from ._phase import Phase as _Phase
 from ._sessionlog import clientName, logSession, logSessionStart
-from ._settings import Network, ServerSettings, chooseProtection
+from ._settings import Network, ServerSettings
 from ._target import TargetProtocol
 from ._throttling import SessionBandwidth
 from ._udp import UDPAssociation
@@ -102,16 +99,6 @@ HANDLERS: dict[Command, Handler] = {
 
 #: The commands served without Tor's extensions (C{torResolve} off).
 _WITHOUT_TOR = frozenset(Command) - LOOKUP_COMMANDS
-
-
-class _Phase(Enum):
-    HANDSHAKE = "handshake"
-    AUTHENTICATING = "authentication"
-    GSSAPI = "GSS-API authentication"  # RFC 1961, before the request
-    CONNECTING = "connecting"  # dialling the target, or waiting for the BIND peer
-    RELAYING = "relaying"
-    ASSOCIATED = "association"  # UDP: the TCP connection only keeps it alive
-    CLOSED = "closed"
 
 
 #: Seconds a refused session waits for the client to close after the reply
@@ -197,7 +184,7 @@ class SessionFactory(Protocol):
 
 
 @implementer(IHalfCloseableProtocol)
-class SOCKSServerProtocol(_Protocol):
+class SOCKSServerProtocol(_Protocol, GSSAPIMethod):
     """
     The server's side of one client connection.
 
@@ -670,194 +657,6 @@ class SOCKSServerProtocol(_Protocol):
             session=self.sessionID,
         )
         return f"{what}: the credential checker raised an error"
-
-    # The GSSAPI method (RFC 1961)
-
-    def _startGSSAPI(self) -> None:
-        gssapi = self.settings.gssapi
-        assert gssapi is not None
-        self._phase = _Phase.GSSAPI
-        self._gssReader = GSSAPIMessageReader()
-        self._gssReader.receiveData(self._wire.takeTrailingData())
-        try:
-            self._acceptor = gssapi.newAcceptor()
-        except Exception as e:  # GSSAPIError: python-gssapi is optional here
-            self._gssFailed(f"GSS-API authentication failed: {e}")
-            return
-        self._gssAdvance()
-
-    def _gssAdvance(self) -> None:
-        while self._phase is _Phase.GSSAPI and not self._gssBusy:
-            reader = self._gssReader
-            assert reader is not None
-            complete = self._acceptor.complete
-            try:
-                message = reader.nextMessage(
-                    {MessageType.PROTECTION if complete else MessageType.CONTEXT}
-                )
-            except ProtocolError as e:
-                self.factory.metrics.authFailed("gssapi")
-                self._close(
-                    f"protocol error: {e.reason} (GSS-API)", outcome="protocol_error"
-                )
-                return
-            if message is None:
-                return
-            if complete:
-                self._gssProtection(message.token)
-            else:
-                self._gssBusy = True
-                step = self._acceptor.step(message.token)
-                self._pending = step
-                step.addCallbacks(self._gssStepped, self._gssStepFailed)
-
-    def _gssStepped(self, output: bytes | None) -> None:
-        self._pending = None
-        self._gssBusy = False
-        if self._phase is not _Phase.GSSAPI:
-            return
-        if output:
-            writeNow(self._client, contextMessage(output))
-        if not self._acceptor.complete:
-            self._release()
-            self._gssAdvance()
-            return
-        gssapi = self.settings.gssapi
-        assert gssapi is not None
-        try:
-            principal = self._acceptor.initiatorName
-            acceptorName = self._acceptor.acceptorName
-        except Exception as e:  # GSSAPIError
-            self._gssFailed(f"GSS-API authentication failed: {e}")
-            return
-        if gssapi.service is not None and (
-            acceptorName.split("/", 1)[0] != gssapi.service or "/" not in acceptorName
-        ):
-            self.user = principal.encode("utf-8")
-            self._gssFailed(
-                f"GSS-API authentication failed: {principal} has a ticket for "
-                f"{acceptorName}, not for the service {gssapi.service}"
-            )
-            return
-        self.user = principal.encode("utf-8")
-        self._gssBusy = True
-        login = gssapi.portal.login(GSSAPIPrincipal(principal), None, ISOCKSUser)
-        self._pending = login
-        login.addCallbacks(self._gssAuthorized, self._gssRefused)
-
-    def _gssStepFailed(self, failure: Failure) -> None:
-        self._pending = None
-        self._gssBusy = False
-        if isinstance(failure.value, defer.CancelledError):
-            return
-        if self._phase is not _Phase.GSSAPI:
-            return
-        self._gssFailed(f"GSS-API authentication failed: {failure.getErrorMessage()}")
-
-    def _gssFailed(self, reason: str) -> None:
-        """
-        Refuse with RFC 1961's abort message and close.
-        """
-        self.factory.metrics.authFailed("gssapi")
-        self._close(reason, ABORT_MESSAGE, outcome="auth_failed")
-
-    def _gssAuthorized(self, result: tuple[Any, Any, Any]) -> None:
-        self._pending = None
-        self._gssBusy = False
-        if self._phase is not _Phase.GSSAPI:
-            return
-        refusal = self._admitUser(result)
-        if refusal is not None:
-            self._close(refusal, ABORT_MESSAGE, outcome="limit")
-            return
-        self._release()
-        self._gssAdvance()
-
-    def _gssRefused(self, failure: Failure) -> None:
-        self._pending = None
-        self._gssBusy = False
-        if isinstance(failure.value, defer.CancelledError):
-            return
-        if self._phase is not _Phase.GSSAPI:
-            return
-        self._gssFailed(
-            self._loginFailed(
-                failure, "GSS-API authentication failed", "principal not allowed"
-            )
-        )
-
-    def _gssProtection(self, token: bytes) -> None:
-        """
-        The client's protection-level message (MTYP 2): answer it the way
-        it came (wrapped, or bare for the NEC variant), then read the
-        request, unwrapped first if a protection level was agreed.
-        """
-        gssapi = self.settings.gssapi
-        assert gssapi is not None and self._gssReader is not None
-        acceptor = self._acceptor
-        try:
-            requested, nec = acceptor.unwrapProtectionLevel(token)
-            answer = chooseProtection(
-                requested, acceptor.available(), gssapi.protection
-            )
-            if answer is None:
-                self._gssFailed(
-                    "GSS-API: no allowed protection level for a request of "
-                    + requested.name.lower()
-                )
-                return
-            message = protectionMessage(acceptor.wrapProtectionLevel(answer, nec))
-        except ProtocolError as e:
-            self.factory.metrics.authFailed("gssapi")
-            self._close(
-                f"protocol error: {e.reason} (GSS-API)", outcome="protocol_error"
-            )
-            return
-        except Exception as e:  # GSSAPIError: python-gssapi is optional here
-            self._gssFailed(f"GSS-API protection subnegotiation failed: {e}")
-            return
-        writeNow(self._client, message)
-        self.protection = answer
-        _log.info(
-            "SOCKS session {session}: GSS-API principal {principal} asked for"
-            " protection {requested}{nec}, granted {granted}",
-            session=self.sessionID,
-            principal=self._userText(),
-            requested=requested.name.lower(),
-            nec=" (NEC, unwrapped)" if nec else "",
-            granted=answer.name.lower(),
-        )
-        leftover = self._gssReader.unconsumed()
-        self._gssReader = None
-        self._wire.gssapiEstablished()
-        self._phase = _Phase.HANDSHAKE
-        if answer in (ProtectionLevel.INTEGRITY, ProtectionLevel.CONFIDENTIALITY):
-            self._client = ProtectedTransport(self._client, acceptor, answer)
-            self._unwrapper = Unwrapper(acceptor, answer)
-            try:
-                leftover = self._unwrapper.unwrap(leftover)
-            except ProtocolError as e:
-                self._protectionBroken(e.reason)
-                return
-        self._release()
-        self._wire.receiveData(leftover)
-        self._advance()
-
-    def _protectionBroken(self, reason: str) -> None:
-        """
-        What the client sent under protection is not a valid MTYP 3 message
-        or does not unwrap: end the session at once.
-        """
-        self._unwrapper = None
-        if self._phase is _Phase.CLOSED:
-            return
-        if self._relay is not None:
-            self.reason = f"protocol error: {reason}"
-            self.outcome = "protocol_error"
-            self._client.abortConnection()
-            return
-        self._close(f"protocol error: {reason}", outcome="protocol_error")
-        self._client.abortConnection()
 
     # The request
 
