@@ -223,6 +223,19 @@ class SOCKSProxy:
             where = f"{self.url.scheme}://{host}:{self.url.port}"
         return f"<SOCKSProxy {where}>"
 
+    def _withoutGSSAPI(self, what: str) -> None:
+        """
+        Refuse C{what} when this proxy authenticates with GSSAPI, which only
+        L{endpoint} and L{agent} speak: better an error than the same proxy
+        reached without the authentication the caller asked for.
+
+        @raise ValueError: It does.
+        """
+        if self._gssapi is not None:
+            raise ValueError(
+                f"{what} cannot use GSSAPI yet: only endpoint() and agent() do"
+            )
+
     def bypasses(self, host: str, port: int | None = None) -> bool:
         """
         Whether C{host} (and C{port}) should be reached directly, by the
@@ -304,6 +317,7 @@ class SOCKSProxy:
         @param acceptTimeout: See L{SOCKS5BindClient}.
         @raise ValueError: The host or port cannot be sent.
         """
+        self._withoutGSSAPI("bind()")
         client: SOCKS5BindClient | SOCKS4BindClient
         if self.version == 5:
             client = SOCKS5BindClient(
@@ -350,6 +364,7 @@ class SOCKSProxy:
         @raise ValueError: The name cannot be sent, or the proxy is plain
             SOCKS4 (C{socks4://}), which cannot carry a name.
         """
+        self._withoutGSSAPI("resolve()")
         if self.version == 5:
             return SOCKS5Resolve(
                 name,
@@ -385,6 +400,7 @@ class SOCKSProxy:
         @raise ValueError: C{address} is not an IP literal, or the proxy is
             SOCKS4.
         """
+        self._withoutGSSAPI("resolvePTR()")
         if self.version != 5:
             raise ValueError("RESOLVE_PTR is SOCKS5 only; use a SOCKS5 proxy")
         addressType, _ = normalizeHost(address)
@@ -416,6 +432,7 @@ class SOCKSProxy:
 
         @raise ValueError: The proxy is SOCKS4, which has no UDP.
         """
+        self._withoutGSSAPI("udp()")
         if self.version != 5:
             raise ValueError("SOCKS4 has no UDP; use a SOCKS5 proxy")
         return SOCKS5UDPClient(
