@@ -13,6 +13,8 @@ from socks_twisted._bandwidth import (
     Throttle,
     TokenBucket,
 )
+from socks_twisted.server._settings import ServerSettings
+from socks_twisted.server._throttling import SessionBandwidth
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -430,3 +432,33 @@ class BucketRegistryTests(SynchronousTestCase):
         self.assertEqual(self.registry.acquire(b"bob").rate, 500)
         self.registry.setRate(None)
         self.assertIsNone(bucket.rate)
+
+
+class SessionBandwidthTests(SynchronousTestCase):
+    """
+    A session's throttles: its own buckets, and its user's shared ones.
+    """
+
+    def test_userSharesBuckets(self) -> None:
+        """
+        A session of a user takes from the user's shared buckets too, and
+        gives them back when it stops: the registry forgets the user.
+        """
+        clock = Clock()
+        perUser = (BucketRegistry(clock, 1000), BucketRegistry(clock, 1000))
+        client, target = FakeReader(), FakeReader()
+        bandwidth = SessionBandwidth(
+            clock,
+            ServerSettings(bandwidthPerSession=10_000, bandwidthPerUser=1000),
+            PauseGate(client.pause, client.resume),
+            PauseGate(target.pause, target.resume),
+            b"alice",
+            perUser,
+        )
+        self.assertEqual((len(perUser[0]), len(perUser[1])), (1, 1))
+        # 2000 bytes up: within the session's cap, twice the user's.
+        bandwidth.up.transferred(2000)
+        self.assertFalse(client.reading)
+        self.assertTrue(target.reading)
+        bandwidth.stop()
+        self.assertEqual((len(perUser[0]), len(perUser[1])), (0, 0))

@@ -387,3 +387,25 @@ class ManifestTests(SynchronousTestCase):
             [name for name in names if "__pycache__" in name or name.endswith(".pyc")],
             [],
         )
+
+
+class TopLevelNamesTests(SynchronousTestCase):
+    """
+    The client's names are importable from the package itself, loaded only
+    when asked for.
+    """
+
+    def test_clientNames(self) -> None:
+        """
+        Every name of C{socks_twisted.__all__} is the client's; any other
+        is an C{AttributeError}.
+        """
+        import socks_twisted
+        import socks_twisted.client
+
+        for name in socks_twisted.__all__:
+            self.assertIs(
+                getattr(socks_twisted, name), getattr(socks_twisted.client, name)
+            )
+        with self.assertRaises(AttributeError):
+            socks_twisted.noSuchName  # noqa: B018
