@@ -38,7 +38,7 @@ from twisted.internet.interfaces import (
     IReactorProcess,
     IReactorTime,
 )
-from twisted.internet.protocol import Factory, ProcessProtocol
+from twisted.internet.protocol import Factory, ProcessProtocol, Protocol
 from twisted.logger import Logger, LogLevel, eventFromJSON, globalLogPublisher
 from twisted.python.failure import Failure
 
@@ -254,7 +254,7 @@ class _NoConnections(Factory):
 
     noisy = False
 
-    def buildProtocol(self, addr: object) -> None:
+    def buildProtocol(self, addr: object) -> Protocol | None:
         return None
 
 
