@@ -208,16 +208,27 @@ class UDPAssociation(DatagramProtocol):
                 return
         self._fromClientSlowly(datagram)
 
-    def _fromClientSlowly(self, datagram: bytes) -> None:
+    def _readRequest(self, datagram: bytes) -> tuple[UDPDatagram, bytes] | None:
+        """
+        Read a client's datagram: its request and the key its destination
+        is cached by (the header's address and port bytes, as sent); a
+        malformed or fragmented one is counted as dropped.
+        """
         try:
             request = readUDPDatagram(datagram)
         except ProtocolError:
             self.drops["malformed header"] += 1
-            return
+            return None
         if request.fragment != 0:
             self.drops["fragmented"] += 1
+            return None
+        return request, datagram[3 : len(datagram) - len(request.data)]
+
+    def _fromClientSlowly(self, datagram: bytes) -> None:
+        read = self._readRequest(datagram)
+        if read is None:
             return
-        key = datagram[3 : len(datagram) - len(request.data)]
+        request, key = read
         addressType = addressTypeOf(request.host)
         if addressType is _AddressType.DOMAIN:
             known = self._names.get(request.host)

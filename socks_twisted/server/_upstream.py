@@ -59,12 +59,10 @@ from .._addresses import (
 from .._proxyurl import parseProxyURL
 from .._wire import (
     AddressType,
-    ProtocolError,
     SOCKS5ReplyCode,
     addressTypeOf,
     encodeSOCKS5Address,
     normalizeIP,
-    readUDPDatagram,
 )
 from ..client import SOCKSProxy, SOCKSTunnelTransport
 from ..client._endpoints import SOCKSReactor
@@ -526,15 +524,10 @@ class UpstreamAssociation(UDPAssociation):
     def _fromClientSlowly(self, datagram: bytes) -> None:
         # As UDPAssociation's, but any address family may go upstream, and
         # names may be passed on unresolved.
-        try:
-            request = readUDPDatagram(datagram)
-        except ProtocolError:
-            self.drops["malformed header"] += 1
+        read = self._readRequest(datagram)
+        if read is None:
             return
-        if request.fragment != 0:
-            self.drops["fragmented"] += 1
-            return
-        key = datagram[3 : len(datagram) - len(request.data)]
+        request, key = read
         if addressTypeOf(request.host) is AddressType.DOMAIN:
             if self._passNames:
                 self._sendName(request.data, request.host, request.port, key)
