@@ -1,7 +1,8 @@
 """
 The data path of a SOCKS5 session under GSS-API per-message protection (RFC
 1961 section 5): every byte after the protection-level subnegotiation goes
-in MTYP 3 messages, each the C{gss_wrap} output of a piece of the stream.
+in MTYP 3 messages, each the C{gss_wrap} output of a piece of the stream;
+every datagram of a UDP association is one such message.
 
 Used by both the server session and the client; neither imports
 python-gssapi here: the context is anything with C{wrap} and C{unwrap} as
@@ -20,6 +21,7 @@ from ._wire import (
     ProtectionLevel,
     ProtocolError,
     encapsulatedMessage,
+    readEncapsulatedDatagram,
 )
 
 _ENCAPSULATED = frozenset({MessageType.ENCAPSULATED})
@@ -69,6 +71,56 @@ class Unwrapper:
                 pieces.append(self._context.unwrap(message.token, self._level))
             except Exception as e:  # GSSAPIError, without importing gssapi
                 raise ProtocolError(f"GSS-API unwrap failed: {e}") from None
+
+
+class DatagramTooLongError(ProtocolError):
+    """
+    A datagram too long to wrap into one RFC 1961 message.
+    """
+
+
+class DatagramWrapper:
+    """
+    Protects the datagrams of a UDP association: each, SOCKS UDP header
+    included, is one MTYP 3 message.
+    """
+
+    def __init__(self, context: WrappingContext, level: ProtectionLevel) -> None:
+        self._context = context
+        self._level = level
+
+    def wrap(self, datagram: bytes) -> bytes:
+        """
+        The datagram to send for C{datagram}.
+
+        @raise DatagramTooLongError: If its C{gss_wrap} output would not fit in
+            one message (65535 octets of token).
+        @raise ProtocolError: If wrapping fails.
+        """
+        try:
+            tokens = self._context.wrap(datagram, self._level)
+        except Exception as e:  # GSSAPIError, without importing gssapi
+            raise ProtocolError(f"GSS-API wrap failed: {e}") from None
+        if len(tokens) != 1:
+            raise DatagramTooLongError(
+                f"a datagram of {len(datagram)} octets is too long to wrap"
+                " in one GSSAPI message"
+            )
+        return encapsulatedMessage(tokens[0])
+
+    def unwrap(self, datagram: bytes) -> bytes:
+        """
+        The datagram that C{datagram}, as received, carries.
+
+        @raise ProtocolError: If it is not one MTYP 3 message or does not
+            unwrap (tampered, another context's, not encrypted at the
+            confidentiality level).
+        """
+        token = readEncapsulatedDatagram(datagram)
+        try:
+            return self._context.unwrap(token, self._level)
+        except Exception as e:  # GSSAPIError, without importing gssapi
+            raise ProtocolError(f"GSS-API unwrap failed: {e}") from None
 
 
 class ProtectedTransport:

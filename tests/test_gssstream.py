@@ -1,6 +1,7 @@
 """
 L{ProtectedTransport}: a transport whose writes go out wrapped in RFC 1961
-MTYP 3 messages, everything else being the underlying transport's.
+MTYP 3 messages, everything else being the underlying transport's; and
+L{DatagramWrapper}, which makes each datagram one such message.
 """
 
 from __future__ import annotations
@@ -10,26 +11,38 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
-from socks_twisted._gssstream import ProtectedTransport
+from socks_twisted._gssstream import (
+    DatagramTooLongError,
+    DatagramWrapper,
+    ProtectedTransport,
+)
 from socks_twisted._transport import streamTransport
-from socks_twisted._wire import ProtectionLevel, encapsulatedMessage
+from socks_twisted._wire import ProtectionLevel, ProtocolError, encapsulatedMessage
 
 from .server._fakes import HalfCloseTransport
 
 
 class _Context:
     """
-    Wraps by tagging each piece; can be told to fail.
+    Wraps by tagging each piece (cut at C{chunk} octets, as a real context
+    cuts at its wrap size limit); can be told to fail; unwraps only its own
+    tags.
     """
 
     failing = False
+    chunk = 1000
 
     def wrap(self, data: bytes, level: ProtectionLevel) -> list[bytes]:
         if self.failing:
             raise RuntimeError("no context")
-        return [b"<" + data + b">"]
+        return [
+            b"<" + data[start : start + self.chunk] + b">"
+            for start in range(0, len(data), self.chunk)
+        ]
 
     def unwrap(self, token: bytes, level: ProtectionLevel) -> bytes:
+        if not (token.startswith(b"<") and token.endswith(b">")):
+            raise RuntimeError("not our token")
         return token[1:-1]
 
 
@@ -119,3 +132,54 @@ class ProtectedTransportTests(SynchronousTestCase):
         ).loseConnection()
         self.assertTrue(other.disconnecting)
         self.assertFalse(other.aborted)
+
+
+class DatagramWrapperTests(SynchronousTestCase):
+    """
+    Each datagram, whole, is one MTYP 3 message.
+    """
+
+    def setUp(self) -> None:
+        self.context = _Context()
+        self.wrapper = DatagramWrapper(self.context, ProtectionLevel.CONFIDENTIALITY)
+
+    def test_roundTrip(self) -> None:
+        """
+        A datagram wraps into one message, which unwraps back to it.
+        """
+        datagram = b"\x00\x00\x00\x01\x7f\x00\x00\x01\x00\x35query"
+        wrapped = self.wrapper.wrap(datagram)
+        self.assertEqual(wrapped, encapsulatedMessage(b"<" + datagram + b">"))
+        self.assertEqual(self.wrapper.unwrap(wrapped), datagram)
+
+    def test_tooLong(self) -> None:
+        """
+        A datagram whose wrapping would take two messages is refused with
+        L{DatagramTooLongError}, not cut.
+        """
+        error = self.assertRaises(
+            DatagramTooLongError, self.wrapper.wrap, b"x" * (self.context.chunk + 1)
+        )
+        self.assertIn("1001 octets", error.reason)
+
+    def test_wrapFails(self) -> None:
+        """
+        A context that cannot wrap gives a L{ProtocolError} with the reason.
+        """
+        self.context.failing = True
+        error = self.assertRaises(ProtocolError, self.wrapper.wrap, b"data")
+        self.assertIn("no context", error.reason)
+
+    def test_unwrapRefuses(self) -> None:
+        """
+        Not one MTYP 3 message, or a token the context does not unwrap: a
+        L{ProtocolError}.
+        """
+        for datagram, reason in [
+            (b"\x00\x00\x00\x01\x7f\x00\x00\x01\x00\x35plain", "version 0"),
+            (encapsulatedMessage(b"<a>") + b"x", "octets after"),
+            (encapsulatedMessage(b"forged"), "not our token"),
+        ]:
+            with self.subTest(datagram=datagram):
+                error = self.assertRaises(ProtocolError, self.wrapper.unwrap, datagram)
+                self.assertIn(reason, error.reason)

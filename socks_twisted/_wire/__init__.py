@@ -41,6 +41,7 @@ from ._gssapi import (
     encodeProtectionLevel,
     isUnprotectedProtectionToken,
     protectionMessage,
+    readEncapsulatedDatagram,
     readGSSAPIMessage,
 )
 from ._messages import (
@@ -96,6 +97,7 @@ __all__ = [
     "normalizeIP",
     "parseIP",
     "protectionMessage",
+    "readEncapsulatedDatagram",
     "readGSSAPIMessage",
     "readUDPDatagram",
 ]

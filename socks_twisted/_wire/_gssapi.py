@@ -54,6 +54,17 @@ curl also refuses an answer with LEN 0 (both to a context token and to a
 protection-level message), and never sends one; this reader refuses them
 as well (L{ProtocolError}): no GSS-API token is empty.
 
+UDP datagrams
+-------------
+
+Under integrity or confidentiality, a UDP datagram of the association is
+protected whole: RFC 1928 section 7 puts "any authentication-method-dependent
+encapsulation" around the UDP request header and its data, and RFC 1961
+section 5 applies C{gss_wrap} to UDP as to TCP.  Each datagram is one MTYP 3
+message whose token is the C{gss_wrap} output of the whole SOCKS UDP request
+(RSV, FRAG, ATYP, address, port, data), and nothing else
+(L{readEncapsulatedDatagram}).
+
 LEN and "a token over 64 KiB"
 -----------------------------
 
@@ -321,3 +332,24 @@ class GSSAPIMessageReader:
         The bytes received but not yet read as a message.
         """
         return bytes(self._buffer)
+
+
+_DATAGRAM_TYPES = frozenset({MessageType.ENCAPSULATED})
+
+
+def readEncapsulatedDatagram(datagram: Buffer) -> bytes:
+    """
+    The token of a UDP datagram under GSS-API protection: one whole MTYP 3
+    message, with nothing after it.
+
+    @raise ProtocolError: If the datagram is anything else.
+    """
+    result = readGSSAPIMessage(datagram, _DATAGRAM_TYPES)
+    if result is None:
+        raise ProtocolError("truncated GSSAPI message in a datagram")
+    message, consumed = result
+    if consumed != len(datagram):
+        raise ProtocolError(
+            f"{len(datagram) - consumed} octets after the GSSAPI message in a datagram"
+        )
+    return message.token

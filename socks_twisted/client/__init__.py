@@ -6,7 +6,7 @@ SOCKS5 UDP ASSOCIATE client, and L{SOCKSProxy}, which makes all of them for
 one proxy named by a URL or the environment.
 """
 
-from .._wire import AuthMethod
+from .._wire import AuthMethod, ProtectionLevel
 from ._agent import SOCKSAgentEndpointFactory, socksAgent
 from ._bind import PendingBind, SOCKS4BindClient, SOCKS5BindClient
 from ._endpoints import (
@@ -31,6 +31,7 @@ __all__ = [
     "ISOCKSReactor",
     "NoProxy",
     "PendingBind",
+    "ProtectionLevel",
     "ProxyURL",
     "SOCKS4BindClient",
     "SOCKS4ClientEndpoint",

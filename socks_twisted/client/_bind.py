@@ -36,6 +36,7 @@ from ._endpoints import (
     _SOCKS5Requester,
     _SOCKSRequester,
 )
+from ._gssapi import GSSAPIOptions
 from ._handshake import ConnectAttempt, Negotiation, SOCKSClientProtocol
 
 
@@ -296,6 +297,7 @@ class SOCKS5BindClient(_SOCKS5Requester, _BindClient):
         handshakeTimeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
         acceptTimeout: float | None = None,
         reactor: IReactorTime | None = None,
+        gssapi: GSSAPIOptions | None = None,
     ) -> None:
         """
         @param host: The expected peer: an IPv4 or IPv6 literal or a name;
@@ -314,6 +316,7 @@ class SOCKS5BindClient(_SOCKS5Requester, _BindClient):
             Dante's).
         @param reactor: Provides the clock, and the name resolver for
             C{resolveLocally}; the global reactor if C{None}.
+        @param gssapi: As for L{socks_twisted.client.SOCKS5ClientEndpoint}.
 
         @raise ValueError: A field cannot be sent, or the methods are not
             ones this client implements.
@@ -327,7 +330,7 @@ class SOCKS5BindClient(_SOCKS5Requester, _BindClient):
             acceptTimeout=acceptTimeout,
             reactor=reactor,
         )
-        self._authenticate(methods, credentials)
+        self._authenticate(methods, credentials, gssapi)
 
 
 class SOCKS4BindClient(_SOCKS4Requester, _BindClient):

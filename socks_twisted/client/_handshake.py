@@ -40,7 +40,7 @@ from twisted.python.failure import Failure
 from zope.interface import alsoProvides, implementer
 
 from .._addresses import TunnelAddress, addressFor
-from .._gssstream import ProtectedTransport, Unwrapper
+from .._gssstream import DatagramWrapper, ProtectedTransport, Unwrapper
 from .._wire import (
     NEED_DATA,
     AuthMethod,
@@ -159,6 +159,7 @@ class SOCKSClientProtocol(Protocol):
         #: transport that wraps ours.
         self._unwrapper: Unwrapper | None = None
         self._protected: ProtectedTransport | None = None
+        self._datagrams: DatagramWrapper | None = None
         #: The GSS-API protection level the proxy granted, if any.
         self.protection: ProtectionLevel | None = None
 
@@ -326,6 +327,7 @@ class SOCKSClientProtocol(Protocol):
                 cast(Any, self.transport), exchange.initiator, level
             )
             self._unwrapper = Unwrapper(exchange.initiator, level)
+            self._datagrams = DatagramWrapper(exchange.initiator, level)
         self._send(self._negotiation.request, "the SOCKS5 reply")
         if trailing:
             self.dataReceived(trailing)
@@ -382,6 +384,7 @@ class SOCKSClientProtocol(Protocol):
             self._attempt.target,
             self.boundAddress(reply),
             self._deliverPending,
+            self._datagrams,
         )
         self._app = app
         self._tunnel = tunnel

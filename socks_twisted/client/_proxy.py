@@ -87,8 +87,8 @@ class SOCKSProxy:
         @param noProxy: C{NO_PROXY} rules for L{bypasses}; C{None} bypasses
             nothing.
         @param gssapi: SOCKS5 only: authenticate with the GSSAPI method
-            (Kerberos); see L{SOCKS5ClientEndpoint}.  Used by L{endpoint}
-            and L{agent}.
+            (Kerberos); see L{SOCKS5ClientEndpoint}.  Used by every client
+            it makes: endpoints, the agent, BIND, UDP and lookups.
 
         @raise ValueError: The version is neither 4 nor 5, an option does not
             belong to it, or the options cannot be sent.
@@ -223,19 +223,6 @@ class SOCKSProxy:
             where = f"{self.url.scheme}://{host}:{self.url.port}"
         return f"<SOCKSProxy {where}>"
 
-    def _withoutGSSAPI(self, what: str) -> None:
-        """
-        Refuse C{what} when this proxy authenticates with GSSAPI, which only
-        L{endpoint} and L{agent} speak: better an error than the same proxy
-        reached without the authentication the caller asked for.
-
-        @raise ValueError: It does.
-        """
-        if self._gssapi is not None:
-            raise ValueError(
-                f"{what} cannot use GSSAPI yet: only endpoint() and agent() do"
-            )
-
     def bypasses(self, host: str, port: int | None = None) -> bool:
         """
         Whether C{host} (and C{port}) should be reached directly, by the
@@ -317,7 +304,6 @@ class SOCKSProxy:
         @param acceptTimeout: See L{SOCKS5BindClient}.
         @raise ValueError: The host or port cannot be sent.
         """
-        self._withoutGSSAPI("bind()")
         client: SOCKS5BindClient | SOCKS4BindClient
         if self.version == 5:
             client = SOCKS5BindClient(
@@ -330,6 +316,7 @@ class SOCKSProxy:
                 handshakeTimeout=self._handshakeTimeout,
                 acceptTimeout=acceptTimeout,
                 reactor=self._reactor,
+                gssapi=self._gssapi,
             )
         else:
             client = SOCKS4BindClient(
@@ -364,7 +351,6 @@ class SOCKSProxy:
         @raise ValueError: The name cannot be sent, or the proxy is plain
             SOCKS4 (C{socks4://}), which cannot carry a name.
         """
-        self._withoutGSSAPI("resolve()")
         if self.version == 5:
             return SOCKS5Resolve(
                 name,
@@ -373,6 +359,7 @@ class SOCKSProxy:
                 credentials=self._credentials,
                 handshakeTimeout=self._handshakeTimeout,
                 reactor=self._reactor,
+                gssapi=self._gssapi,
             ).lookup()
         if self.resolveLocally:
             raise ValueError(
@@ -400,7 +387,6 @@ class SOCKSProxy:
         @raise ValueError: C{address} is not an IP literal, or the proxy is
             SOCKS4.
         """
-        self._withoutGSSAPI("resolvePTR()")
         if self.version != 5:
             raise ValueError("RESOLVE_PTR is SOCKS5 only; use a SOCKS5 proxy")
         addressType, _ = normalizeHost(address)
@@ -413,6 +399,7 @@ class SOCKSProxy:
             credentials=self._credentials,
             handshakeTimeout=self._handshakeTimeout,
             reactor=self._reactor,
+            gssapi=self._gssapi,
         ).lookup()
 
     def udp(
@@ -432,7 +419,6 @@ class SOCKSProxy:
 
         @raise ValueError: The proxy is SOCKS4, which has no UDP.
         """
-        self._withoutGSSAPI("udp()")
         if self.version != 5:
             raise ValueError("SOCKS4 has no UDP; use a SOCKS5 proxy")
         return SOCKS5UDPClient(
@@ -443,4 +429,5 @@ class SOCKSProxy:
             interface=interface,
             reactor=self._reactor,
             answersFromNames=answersFromNames,
+            gssapi=self._gssapi,
         ).associate(protocol)

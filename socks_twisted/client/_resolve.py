@@ -31,6 +31,7 @@ from ._endpoints import (
     _SOCKS5Requester,
     _SOCKSRequester,
 )
+from ._gssapi import GSSAPIOptions
 from ._handshake import ConnectAttempt, Negotiation, SOCKSClientProtocol, makeError
 
 
@@ -172,14 +173,17 @@ class SOCKS5Resolve(_SOCKS5Requester, _Lookup):
         credentials: tuple[str | bytes, str | bytes] | None = None,
         handshakeTimeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
         reactor: IReactorTime | None = None,
+        gssapi: GSSAPIOptions | None = None,
     ) -> None:
         """
+        @param gssapi: As for L{socks_twisted.client.SOCKS5ClientEndpoint}.
+
         @raise ValueError: A field cannot be sent.
         """
         super().__init__(
             host, proxyEndpoint, handshakeTimeout=handshakeTimeout, reactor=reactor
         )
-        self._authenticate(methods, credentials)
+        self._authenticate(methods, credentials, gssapi)
 
 
 class SOCKS5ResolvePTR(SOCKS5Resolve):

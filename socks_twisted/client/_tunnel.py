@@ -18,6 +18,7 @@ from twisted.internet.interfaces import (
 from zope.interface import alsoProvides, implementer
 
 from .._addresses import TunnelAddress
+from .._gssstream import DatagramWrapper
 
 
 @implementer(ITransport, IConsumer, IPushProducer)
@@ -40,6 +41,9 @@ class SOCKSTunnelTransport:
     @ivar proxyAddress: The address of the proxy itself, as the connection to
         it reports it.
     @ivar proxyTransport: The transport of the connection to the proxy.
+    @ivar datagramProtection: How the datagrams of a UDP association are
+        wrapped, when the tunnel is under GSS-API integrity or
+        confidentiality; C{None} otherwise.
     """
 
     def __init__(
@@ -48,6 +52,7 @@ class SOCKSTunnelTransport:
         target: IAddress,
         proxyBoundAddress: TunnelAddress,
         deliverPending: Callable[[], None],
+        datagramProtection: DatagramWrapper | None = None,
     ) -> None:
         """
         @param proxyTransport: The transport of the connection to the proxy.
@@ -55,12 +60,14 @@ class SOCKSTunnelTransport:
         @param proxyBoundAddress: The BND address of the proxy's reply.
         @param deliverPending: Called when the application resumes reading,
             to deliver bytes held back while it was paused.
+        @param datagramProtection: See the instance variable.
         """
         self.proxyTransport = proxyTransport
         # Every transport method is called through here: the methods of
         # ITCPTransport, IConsumer and IPushProducer are not all on ITransport.
         self._proxy: Any = proxyTransport
         self.proxyBoundAddress = proxyBoundAddress
+        self.datagramProtection = datagramProtection
         self.proxyAddress = proxyTransport.getPeer()
         self._target = target
         self._deliverPending = deliverPending

@@ -19,7 +19,7 @@ from typing import cast
 
 from twisted.internet.address import HostnameAddress, IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, fail, maybeDeferred
-from twisted.internet.error import InvalidAddressError
+from twisted.internet.error import InvalidAddressError, MessageLengthError
 from twisted.internet.interfaces import (
     IAddress,
     IListeningPort,
@@ -39,6 +39,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from .._addresses import isUnspecified
+from .._gssstream import DatagramTooLongError
 from .._wire import (
     Command,
     ProtocolError,
@@ -48,6 +49,7 @@ from .._wire import (
 )
 from ..errors import SOCKSError, SOCKSProtocolError
 from ._endpoints import DEFAULT_HANDSHAKE_TIMEOUT, Methods, _SOCKS5Requester
+from ._gssapi import GSSAPIOptions
 from ._handshake import makeError
 from ._tunnel import SOCKSTunnelTransport
 
@@ -142,9 +144,14 @@ class SOCKS5UDPAssociation:
     @ivar proxyAddress: The proxy's address, as the control connection
         reports it.
     @ivar controlTransport: The transport of the control connection.
+    Under GSS-API integrity or confidentiality (the control connection's
+    L{SOCKSTunnelTransport.datagramProtection}), every datagram, header
+    included, is wrapped in one RFC 1961 message on its way to the relay,
+    and every datagram from the relay must unwrap.
+
     @ivar drops: Datagrams received and dropped, by reason: C{"not from the
-        relay"}, C{"malformed header"}, C{"fragmented"}, C{"not from the
-        connected address"}.
+        relay"}, C{"GSS-API unwrap failed"}, C{"malformed header"},
+        C{"fragmented"}, C{"not from the connected address"}.
     @ivar datagramsSent: Datagrams sent to the relay.
     @ivar datagramsReceived: Datagrams from the relay given to the protocol.
     """
@@ -167,6 +174,7 @@ class SOCKS5UDPAssociation:
             else IPv4Address("UDP", *relay)
         )
         self.controlTransport = control
+        self._protection = control.datagramProtection
         self.proxyBoundAddress = control.proxyBoundAddress
         self.proxyAddress = control.proxyAddress
         self.drops: Counter[str] = Counter()
@@ -226,7 +234,10 @@ class SOCKS5UDPAssociation:
             address, or cannot be encoded (a name longer than 255 bytes, a
             port out of range).
         @raise twisted.internet.error.MessageLengthError: The datagram, header
-            included, is too long for the local socket.
+            included, is too long for the local socket (or, under GSS-API
+            protection, for one wrapped message).
+        @raise socks_twisted.errors.SOCKSProtocolError: Under GSS-API
+            protection, wrapping failed (the context expired, say).
         """
         if addr is None:
             if self._connectedTo is None:
@@ -252,7 +263,17 @@ class SOCKS5UDPAssociation:
             if len(self._headers) >= _HEADER_CACHE:
                 self._headers.clear()
             self._headers[(host, port)] = header
-        self._port.write(header + packet, self._relay)
+        datagram = header + packet
+        if self._protection is not None:
+            try:
+                datagram = self._protection.wrap(datagram)
+            except DatagramTooLongError as e:
+                raise MessageLengthError(e.reason) from None
+            except ProtocolError as e:
+                raise makeError(
+                    SOCKSProtocolError, f"GSSAPI protection: {e.reason}"
+                ) from None
+        self._port.write(datagram, self._relay)
         self.datagramsSent += 1
 
     def _rememberName(self, host: str, port: int) -> None:
@@ -418,6 +439,12 @@ class SOCKS5UDPAssociation:
             if not fromRelay:
                 self.drops["not from the relay"] += 1
                 return
+        if self._protection is not None:
+            try:
+                datagram = self._protection.unwrap(datagram)
+            except ProtocolError:
+                self.drops["GSS-API unwrap failed"] += 1
+                return
         try:
             message = readUDPDatagram(datagram)
         except ProtocolError:
@@ -548,6 +575,7 @@ class SOCKS5UDPClient(_SOCKS5Requester):
         interface: str | None = None,
         reactor: IReactorTime | None = None,
         answersFromNames: bool = False,
+        gssapi: GSSAPIOptions | None = None,
     ) -> None:
         """
         @param proxyEndpoint: The endpoint that connects to the proxy (the
@@ -574,6 +602,9 @@ class SOCKS5UDPClient(_SOCKS5Requester):
             unmatched is attributed to that name, and so is every later one
             from that address; otherwise the address is reported.  Off by
             default: answers then name the address the relay reports.
+        @param gssapi: As for L{socks_twisted.client.SOCKS5ClientEndpoint}.
+            Under integrity or confidentiality every datagram, header
+            included, goes wrapped in one GSS-API message, both ways.
 
         @raise ValueError: The credentials cannot be sent, the methods are not
             ones this client implements, or the reactor cannot listen on UDP.
@@ -588,7 +619,7 @@ class SOCKS5UDPClient(_SOCKS5Requester):
         )
         if reactor is not None and not IReactorUDP.providedBy(reactor):
             raise ValueError("the reactor must provide IReactorUDP")
-        self._authenticate(methods, credentials)
+        self._authenticate(methods, credentials, gssapi)
         self._interface = interface
         self._answersFromNames = answersFromNames
 

@@ -48,6 +48,7 @@ def associate(request: Request, context: CommandContext) -> "defer.Deferred[Outc
         context.ownAddresses,
         permit,
         context.sessionID,
+        protection=context.datagramProtection,
     )
     interface = serviceInterface(context.localAddress, family)
     try:

@@ -23,6 +23,7 @@ from typing import Protocol
 from twisted.internet import defer
 from twisted.internet.interfaces import IAddress, IListeningPort, IReactorTime
 
+from .._gssstream import DatagramWrapper
 from .._transport import StreamTransport
 from .._wire import Command, SOCKS5ReplyCode
 from ..policy import DENY_SELF, Decision, Policy
@@ -153,6 +154,13 @@ class CommandContext(Protocol):
     @property
     def metrics(self) -> ServerMetrics:
         """Where the server counts what it does."""
+
+    @property
+    def datagramProtection(self) -> DatagramWrapper | None:
+        """
+        How a UDP association's datagrams to and from the client are
+        wrapped, if the session agreed a GSS-API protection level.
+        """
 
     @property
     def policy(self) -> Policy:

@@ -16,7 +16,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from .._gssstream import ProtectedTransport, Unwrapper
+from .._gssstream import DatagramWrapper, ProtectedTransport, Unwrapper
 from .._transport import StreamTransport, writeNow
 from .._wire import (
     ABORT_MESSAGE,
@@ -85,6 +85,19 @@ class GSSAPIMethod:
 
     def _loginFailed(self, failure: Failure, what: str, rejected: str) -> str:
         raise NotImplementedError
+
+    @property
+    def datagramProtection(self) -> DatagramWrapper | None:
+        """
+        How the datagrams of a UDP association are protected: by the
+        context, if integrity or confidentiality was agreed.
+        """
+        level = self.protection
+        if level is not ProtectionLevel.INTEGRITY and (
+            level is not ProtectionLevel.CONFIDENTIALITY
+        ):
+            return None
+        return DatagramWrapper(self._acceptor, level)
 
     def _startGSSAPI(self) -> None:
         gssapi = self.settings.gssapi

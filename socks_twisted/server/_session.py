@@ -687,12 +687,6 @@ class SOCKSServerProtocol(_Protocol, GSSAPIMethod):
         )
         if decision.rule is not None:
             self.rule = decision.rule.describe()
-        if request.command is Command.UDP_ASSOCIATE and self._unwrapper is not None:
-            self._refuse(
-                SOCKS5ReplyCode.COMMAND_NOT_SUPPORTED,
-                "UDP ASSOCIATE under GSS-API protection is not supported",
-            )
-            return
         if decision.allowed is False:
             denied = deniedBy(
                 decision,
@@ -1105,4 +1099,7 @@ class SOCKSServerProtocol(_Protocol, GSSAPIMethod):
             via=self.via,
             viaBound=self.viaBound,
             bound=self._bound,
+            protection=(
+                self.protection.name.lower() if self.protection is not None else None
+            ),
         )

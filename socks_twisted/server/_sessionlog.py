@@ -100,6 +100,7 @@ def logSession(
     via: str | None = None,
     viaBound: str | None = None,
     bound: str | None = None,
+    protection: str | None = None,
 ) -> None:
     """
     Log the session's summary to C{log} as it ends; C{user}, the target's
@@ -117,10 +118,14 @@ def logSession(
         connected from, listened or relays datagrams), once it answered.
     @param bound: The address a BIND's first reply or a UDP ASSOCIATE's
         reply named (where the server listened, or relays datagrams).
+    @param protection: The GSS-API protection level agreed (C{none},
+        C{integrity}, C{confidentiality}), when the session authenticated
+        with GSSAPI.
     """
     reason = escape(reason, spaces=True)
     log.info(
-        "SOCKS session {session} {client} user={user} version={version} "
+        "SOCKS session {session} {client} user={user}{protectionText} "
+        "version={version} "
         "command={command} target={target} reply={replyText}{boundText} "
         "outcome={outcome} "
         "bytes_up={bytesFromClient} bytes_down={bytesToClient} "
@@ -128,6 +133,8 @@ def logSession(
         session=session,
         client=client,
         user=escape(user) if user else "-",
+        protection=protection,
+        protectionText=f" gssapi={protection}" if protection else "",
         version=version,
         command=command,
         target=_target(target),

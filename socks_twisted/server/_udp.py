@@ -17,6 +17,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from .._addresses import isUnspecified
+from .._gssstream import DatagramTooLongError, DatagramWrapper
 from .._wire import AddressType as _AddressType
 from .._wire import (
     ProtocolError,
@@ -97,6 +98,10 @@ class UDPAssociation(DatagramProtocol):
     @param permit: What the rules say of a destination C{(address, port,
         name)} (the name the client sent, if any): C{None} if allowed,
         else the description of the denial (logged once per destination).
+    @param protection: The session's GSS-API protection, if it agreed
+        integrity or confidentiality: every datagram to and from the client
+        is then wrapped, and the client's source port is locked onto only
+        by a datagram that unwraps.
     """
 
     def __init__(
@@ -108,6 +113,7 @@ class UDPAssociation(DatagramProtocol):
         forbidden: Container[tuple[str, int]] = (),
         permit: Permit | None = None,
         session: str = "-",
+        protection: DatagramWrapper | None = None,
     ) -> None:
         self.clientHost = normalizeIP(clientHost)
         self.clientPort = clientPort
@@ -116,6 +122,7 @@ class UDPAssociation(DatagramProtocol):
         self._forbidden = forbidden
         self._permit = permit
         self.session = session
+        self._protection = protection
         self._wanted = (
             _AddressType.IPV4 if family == socket.AF_INET else _AddressType.IPV6
         )
@@ -169,7 +176,10 @@ class UDPAssociation(DatagramProtocol):
         # The address tuple as the socket gave it is compared before any
         # parsing: the same source always reads the same.
         if addr == self._clientSource:
-            self._fromClient(datagram)
+            if self._protection is None:
+                self._fromClient(datagram)
+            else:
+                self._fromProtectedClient(datagram)
             return
         known = self._replies.get(addr)
         if known is not None and known[0] in self._targets:
@@ -177,6 +187,11 @@ class UDPAssociation(DatagramProtocol):
             return
         host, port = normalizeIP(addr[0]), addr[1]
         if host == self.clientHost and self.clientPort in (0, port):
+            if self._protection is not None:
+                unwrapped = self._unwrap(datagram)
+                if unwrapped is None:
+                    return
+                datagram = unwrapped
             self.clientPort = port
             self._clientSource = addr
             self._fromClient(datagram)
@@ -186,6 +201,23 @@ class UDPAssociation(DatagramProtocol):
             self._toClient(datagram, header)
         else:
             self.drops["unknown source"] += 1
+
+    def _unwrap(self, datagram: bytes) -> bytes | None:
+        """
+        The client's datagram under protection, unwrapped; C{None} (and
+        counted as dropped) if it does not unwrap.
+        """
+        assert self._protection is not None
+        try:
+            return self._protection.unwrap(datagram)
+        except ProtocolError:
+            self.drops["GSS-API unwrap failed"] += 1
+            return None
+
+    def _fromProtectedClient(self, datagram: bytes) -> None:
+        unwrapped = self._unwrap(datagram)
+        if unwrapped is not None:
+            self._fromClient(unwrapped)
 
     def _fromClient(self, datagram: bytes) -> None:
         if datagram[:3] == _WHOLE and len(datagram) > 4:
@@ -323,9 +355,19 @@ class UDPAssociation(DatagramProtocol):
         self._write(data, target)
 
     def _toClient(self, data: bytes, header: bytes) -> None:
+        datagram = header + data
+        if self._protection is not None:
+            try:
+                datagram = self._protection.wrap(datagram)
+            except DatagramTooLongError:
+                self.drops["too long to wrap"] += 1
+                return
+            except ProtocolError:
+                self.drops["GSS-API wrap failed"] += 1
+                return
         self.datagramsToClient += 1
         self.bytesToClient += len(data)
-        self._write(header + data, (self.clientHost, self.clientPort))
+        self._write(datagram, (self.clientHost, self.clientPort))
 
     def _write(self, datagram: bytes, address: Address) -> None:
         """

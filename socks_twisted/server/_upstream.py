@@ -56,6 +56,7 @@ from .._addresses import (
     hostAndPort,
     isUnspecified,
 )
+from .._gssstream import DatagramWrapper
 from .._proxyurl import parseProxyURL
 from .._wire import (
     AddressType,
@@ -472,6 +473,7 @@ class UpstreamAssociation(UDPAssociation):
         passNames: bool,
         permitName: NamePermit,
         ended: Callable[[], None],
+        protection: DatagramWrapper | None = None,
     ) -> None:
         super().__init__(
             clientHost,
@@ -481,6 +483,7 @@ class UpstreamAssociation(UDPAssociation):
             forbidden,
             permit,
             session,
+            protection,
         )
         self._passNames = passNames
         self._permitName = permitName
@@ -626,6 +629,7 @@ async def _associate(
         context.ownAddresses,
         permit,
         context.sessionID,
+        protection=context.datagramProtection,
         passNames=not proxy.resolveLocally,
         permitName=permitName,
         ended=context.client.loseConnection,

@@ -10,22 +10,37 @@ refusals, and the choice of method when the server offers two.
 from __future__ import annotations
 
 import os
-from typing import Any
+import socket
+import struct
+from typing import Any, cast
 
 from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
-from twisted.internet.endpoints import TCP4ClientEndpoint
-from twisted.internet.interfaces import IReactorFromThreads, IStreamClientEndpoint
+from twisted.internet.address import IPv4Address
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.interfaces import (
+    IReactorFromThreads,
+    IReactorUDP,
+    IStreamClientEndpoint,
+)
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublisher
 from twisted.python.threadpool import ThreadPool
 
 from socks_twisted import errors
-from socks_twisted._wire import ABORT_MESSAGE, Command, ProtectionLevel
+from socks_twisted._wire import ABORT_MESSAGE, ProtectionLevel
 from socks_twisted.auth import GSSAPIPrincipalChecker, portalFor
-from socks_twisted.client import AuthMethod, GSSAPIOptions, SOCKS5ClientEndpoint
+from socks_twisted.client import (
+    AuthMethod,
+    GSSAPIOptions,
+    SOCKS5ClientEndpoint,
+    SOCKSProxy,
+)
 from socks_twisted.server import GSSAPISettings, ServerSettings
 
 from .._kerberos import KerberosRealm, requireKerberosRealm
 from ._loopback import (
     LOOPBACK,
+    Collector,
     ProxyTestCase,
     asyncTest,
     connectCollector,
@@ -33,8 +48,10 @@ from ._loopback import (
     reactor,
     roundTrip,
     startOurServer,
+    waitUntil,
     withTimeout,
 )
+from .test_udp import Receiver, UDPEcho
 
 
 class GSSAPITestCase(ProxyTestCase):
@@ -160,6 +177,37 @@ class ProtectionLevelTests(GSSAPITestCase):
         await self.transfer(ProtectionLevel.CONFIDENTIALITY, nec=True)
 
     @asyncTest
+    async def test_sessionLog(self) -> None:
+        """
+        The session's summary names the level agreed: C{gssapi=integrity}
+        in the text, C{protection} in the event.
+        """
+        events: list[LogEvent] = []
+
+        def observe(event: LogEvent) -> None:
+            if event.get("log_format", "").startswith("SOCKS session {session} {"):
+                events.append(event)
+
+        observer = cast(ILogObserver, observe)
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        _, echoPort = await listenEcho(self)
+        port, _ = await self.start(gssapi=self.gssapiSettings())
+        client = await roundTrip(
+            self,
+            self.endpoint(port, echoPort, protection=ProtectionLevel.INTEGRITY),
+            b"logged",
+        )
+        await client.close()
+        await waitUntil(lambda: bool(events), "the session's summary")
+        (event,) = events
+        self.assertEqual(event["protection"], "integrity")
+        text = formatEvent(event)
+        self.assertIn(
+            f"user={self.realm.userPrincipal} gssapi=integrity version=5", text
+        )
+
+    @asyncTest
     async def test_serverGrantsLess(self) -> None:
         """
         A server allowing only level 0 answers 0 to a request for 2; the
@@ -178,31 +226,168 @@ class ProtectionLevelTests(GSSAPITestCase):
         with self.assertRaises(errors.AuthenticationFailedError):
             await withTimeout(endpoint.connect(_factory()), "the refused connection")
 
-    @asyncTest
-    async def test_udpRefusedUnderProtection(self) -> None:
+
+class OtherCommandTests(GSSAPITestCase):
+    """
+    BIND, UDP ASSOCIATE and Tor's lookups under each protection level,
+    through L{SOCKSProxy} with C{gssapi}.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        udp = cast(IReactorUDP, reactor)
+        self.udpEcho = udp.listenUDP(0, UDPEcho(), LOOPBACK, 65535)
+        self.addCleanup(self.udpEcho.stopListening)
+
+    async def proxy(self, level: ProtectionLevel) -> tuple[SOCKSProxy, Any]:
         """
-        UDP ASSOCIATE under protection is refused with 0x07 (its datagrams
-        are not wrapped); the refusal itself comes wrapped.
+        Our server with GSSAPI, and a proxy asking for C{level} and
+        accepting no less.
         """
-        port, _ = await self.start(gssapi=self.gssapiSettings())
-        endpoint = _UDPAssociateEndpoint(
-            "0.0.0.0",
-            0,
+        port, factory = await self.start(gssapi=self.gssapiSettings())
+        proxy = SOCKSProxy(
+            reactor,
             TCP4ClientEndpoint(reactor, LOOPBACK, port),
-            reactor=reactor,
-            gssapi=GSSAPIOptions(host="localhost", threadpool=self.pool),
+            gssapi=GSSAPIOptions(
+                host="localhost",
+                protection=level,
+                minimumProtection=level,
+                threadpool=self.pool,
+            ),
         )
-        with self.assertRaises(errors.CommandNotSupportedError):
-            await withTimeout(endpoint.connect(_factory()), "the refusal")
+        return proxy, factory
 
+    async def udpRoundTrips(self, level: ProtectionLevel) -> None:
+        proxy, factory = await self.proxy(level)
+        receiver = Receiver()
+        association = await withTimeout(proxy.udp(receiver), "the association")
+        self.addCleanup(association.stopListening)
+        self.assertEqual(
+            association.controlTransport.datagramProtection is None,
+            level is ProtectionLevel.NONE,
+        )
+        echo = (LOOPBACK, self.udpEcho.getHost().port)  # type: ignore[attr-defined]
+        # Small, large (near what one wrapped message holds), and empty.
+        for payload in (b"datagram", os.urandom(60_000), b""):
+            for _ in range(3):  # UDP: a lost datagram is sent again
+                association.write(payload, echo)
+                try:
+                    answer = await withTimeout(
+                        receiver.queue.get(), "the echo", seconds=3
+                    )
+                except AssertionError:
+                    continue
+                break
+            else:
+                self.fail(f"no echo of {len(payload)} octets")
+            self.assertEqual(answer, (payload.upper(), echo))
+        (session,) = factory.sessions
+        self.assertEqual(session.protection, level)
+        self.assertEqual(dict(association.drops), {})
 
-class _UDPAssociateEndpoint(SOCKS5ClientEndpoint):
-    """
-    Sends UDP ASSOCIATE as if it were a CONNECT: enough to see the reply.
-    """
+    @asyncTest
+    async def test_udpNone(self) -> None:
+        """
+        Level 0: plain datagrams.
+        """
+        await self.udpRoundTrips(ProtectionLevel.NONE)
 
-    _command = Command.UDP_ASSOCIATE
-    _lowestPort = 0
+    @asyncTest
+    async def test_udpIntegrity(self) -> None:
+        """
+        Level 1: every datagram, header included, in one MTYP 3 message.
+        """
+        await self.udpRoundTrips(ProtectionLevel.INTEGRITY)
+
+    @asyncTest
+    async def test_udpConfidentiality(self) -> None:
+        """
+        Level 2: the same, encrypted.
+        """
+        await self.udpRoundTrips(ProtectionLevel.CONFIDENTIALITY)
+
+    @asyncTest
+    async def test_udpUnwrappedFromClientDropped(self) -> None:
+        """
+        Under protection, a plain SOCKS datagram from the client's address
+        is dropped by the server (counted), and does not take the place of
+        the client: the client's own wrapped datagrams still go through.
+        """
+        proxy, factory = await self.proxy(ProtectionLevel.INTEGRITY)
+        receiver = Receiver()
+        association = await withTimeout(proxy.udp(receiver), "the association")
+        self.addCleanup(association.stopListening)
+        (session,) = factory.sessions
+        relay = session._association
+        echo = (LOOPBACK, self.udpEcho.getHost().port)  # type: ignore[attr-defined]
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as forger:
+            forger.bind((LOOPBACK, 0))
+            forger.sendto(
+                b"\x00\x00\x00\x01"
+                + socket.inet_aton(LOOPBACK)
+                + struct.pack("!H", echo[1])
+                + b"forged",
+                (association.relayAddress.host, association.relayAddress.port),
+            )
+            await waitUntil(
+                lambda: relay.drops["GSS-API unwrap failed"] == 1, "the drop"
+            )
+        self.assertEqual(relay.datagramsFromClient, 0)
+        association.write(b"genuine", echo)
+        answer = await withTimeout(receiver.queue.get(), "the echo")
+        self.assertEqual(answer, (b"GENUINE", echo))
+
+    async def bind(self, level: ProtectionLevel) -> None:
+        proxy, factory = await self.proxy(level)
+        app = Collector()
+        pending = await withTimeout(
+            proxy.bind(Factory.forProtocol(lambda: app)), "the first reply"
+        )
+        address = pending.address
+        assert isinstance(address, IPv4Address)
+        peer = Collector()
+        await withTimeout(
+            connectProtocol(
+                TCP4ClientEndpoint(reactor, address.host, address.port), peer
+            ),
+            "the peer's connection",
+        )
+        self.addCleanup(peer.close)
+        self.assertIs(await withTimeout(pending.accepted(), "the second reply"), app)
+        self.addCleanup(app.close)
+        assert app.transport is not None and peer.transport is not None
+        peer.transport.write(b"from the peer")
+        self.assertEqual(await app.waitForBytes(13), b"from the peer")
+        payload = os.urandom(300_000)
+        app.transport.write(payload)
+        self.assertEqual(await peer.waitForBytes(len(payload)), payload)
+        (session,) = factory.sessions
+        self.assertEqual(session.protection, level)
+
+    @asyncTest
+    async def test_bindIntegrity(self) -> None:
+        """
+        BIND's two replies and the relayed bytes, at level 1.
+        """
+        await self.bind(ProtectionLevel.INTEGRITY)
+
+    @asyncTest
+    async def test_bindConfidentiality(self) -> None:
+        """
+        The same at level 2.
+        """
+        await self.bind(ProtectionLevel.CONFIDENTIALITY)
+
+    @asyncTest
+    async def test_lookups(self) -> None:
+        """
+        RESOLVE and RESOLVE_PTR, their replies wrapped at level 2 (the
+        client accepts no less, and reads the replies only by unwrapping).
+        """
+        proxy, _ = await self.proxy(ProtectionLevel.CONFIDENTIALITY)
+        self.assertEqual(await proxy.resolve("127.0.0.1"), "127.0.0.1")
+        expected, _ = socket.getnameinfo((LOOPBACK, 0), socket.NI_NAMEREQD)
+        self.assertEqual(await proxy.resolvePTR(LOOPBACK), expected)
 
 
 class RefusalTests(GSSAPITestCase):
@@ -293,8 +478,6 @@ class MethodChoiceTests(GSSAPITestCase):
 
 
 def _factory() -> Any:
-    from twisted.internet.protocol import Factory, Protocol
-
     return Factory.forProtocol(Protocol)
 
 

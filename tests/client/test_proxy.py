@@ -28,7 +28,6 @@ import tests.client.test_udp as udptests
 from socks_twisted import errors
 from socks_twisted.client import (
     AuthMethod,
-    GSSAPIOptions,
     ISOCKSReactor,
     SOCKS4BindClient,
     SOCKS4ClientEndpoint,
@@ -94,26 +93,6 @@ class ConstructionTests(SynchronousTestCase):
         self.assertEqual(endpoint._credentials.username, b"alice")  # type: ignore[union-attr]
         self.assertFalse(endpoint._resolveLocally)
         self.assertIs(endpoint._proxyEndpoint, proxy.proxyEndpoint)
-
-    def test_gssapiOnlyForConnections(self) -> None:
-        """
-        A proxy that authenticates with GSSAPI refuses BIND, UDP and the
-        lookups, which do not speak it yet, rather than reaching the proxy
-        without it.
-        """
-        proxy = SOCKSProxy(
-            _reactor,
-            TCP4ClientEndpoint(_reactor, "127.0.0.1", 1080),
-            gssapi=GSSAPIOptions(host="localhost"),
-        )
-        for call in [
-            lambda: proxy.bind(Factory()),
-            lambda: proxy.udp(DatagramProtocol()),
-            lambda: proxy.resolve("example.com"),
-            lambda: proxy.resolvePTR("127.0.0.1"),
-        ]:
-            error = self.assertRaises(ValueError, call)
-            self.assertIn("cannot use GSSAPI yet", str(error))
 
     def test_schemes(self) -> None:
         """
@@ -660,6 +639,7 @@ class FakeControl:
 
     proxyBoundAddress = None
     proxyAddress = None
+    datagramProtection = None
 
 
 class ThirdPartyTests(ProxyTestCase):

@@ -43,14 +43,18 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from socks_twisted import errors
+from socks_twisted._gssstream import DatagramWrapper
+from socks_twisted._wire import ProtectionLevel, encapsulatedMessage
 from socks_twisted.auth import portalFor
 from socks_twisted.client import (
     DEFAULT_HANDSHAKE_TIMEOUT,
     SOCKS5UDPAssociation,
     SOCKS5UDPClient,
+    SOCKSTunnelTransport,
 )
 from tests.interop._thirdparty import ThirdPartyServer, startDante
 
+from ..test_gssstream import _Context
 from ._helpers import (
     AUTH_ALICE,
     AUTH_OK,
@@ -1031,3 +1035,75 @@ class DanteUDPTests(LoopbackUDPTestCase):
                 break
         else:
             self.fail("Dante's relay port still open")
+
+
+class ProtectedAssociationTests(SynchronousTestCase):
+    """
+    An association whose control connection is under GSS-API protection
+    (a stand-in context; Kerberos in L{tests.client.test_gssapi_ourserver}):
+    each datagram, header included, goes to the relay as one MTYP 3
+    message, and each from the relay must be one.
+    """
+
+    def setUp(self) -> None:
+        self.context = _Context()
+        control = SOCKSTunnelTransport(
+            TCPStringTransport(),
+            IPv4Address("TCP", "0.0.0.0", 0),
+            IPv4Address("TCP", *RELAY),
+            lambda: None,
+            DatagramWrapper(self.context, ProtectionLevel.CONFIDENTIALITY),
+        )
+        self.protocol = RecordingDatagramProtocol()
+        self.association = SOCKS5UDPAssociation(self.protocol, RELAY, control)
+        self.port = FakeUDPPort(self.association._newReceiver(), "", 65535)
+        self.association._listening(cast(IListeningPort, self.port))
+
+    def test_wrapped(self) -> None:
+        """
+        The header and the payload are wrapped together.
+        """
+        self.association.write(b"query", ("192.0.2.1", 53))
+        self.assertEqual(
+            self.port.written,
+            [(encapsulatedMessage(b"<" + HEADER_IPV4 + b"query>"), RELAY)],
+        )
+
+    def test_unwrapped(self) -> None:
+        """
+        A wrapped datagram from the relay reaches the protocol; a plain one,
+        or one the context refuses, is dropped and counted.
+        """
+        self.port.deliver(HEADER_IPV4 + b"plain")
+        self.port.deliver(encapsulatedMessage(HEADER_IPV4 + b"forged"))
+        self.port.deliver(encapsulatedMessage(b"<" + HEADER_IPV4 + b"answer>"))
+        self.assertEqual(self.protocol.received, [(b"answer", ("192.0.2.1", 53))])
+        self.assertEqual(dict(self.association.drops), {"GSS-API unwrap failed": 2})
+
+    def test_tooLong(self) -> None:
+        """
+        A datagram whose wrapping would not fit one message is refused
+        with C{MessageLengthError}, as a datagram too long for the socket
+        is; nothing is sent.
+        """
+        self.assertRaises(
+            error.MessageLengthError,
+            self.association.write,
+            b"x" * self.context.chunk,
+            ("192.0.2.1", 53),
+        )
+        self.assertEqual(self.port.written, [])
+
+    def test_wrapFails(self) -> None:
+        """
+        A context that can no longer wrap: L{errors.SOCKSProtocolError}.
+        """
+        self.context.failing = True
+        exception = self.assertRaises(
+            errors.SOCKSProtocolError,
+            self.association.write,
+            b"query",
+            ("192.0.2.1", 53),
+        )
+        self.assertIn("no context", str(exception))
+        self.assertEqual(self.port.written, [])

@@ -23,6 +23,7 @@ from socks_twisted._wire import (
     encodeProtectionLevel,
     isUnprotectedProtectionToken,
     protectionMessage,
+    readEncapsulatedDatagram,
     readGSSAPIMessage,
 )
 
@@ -349,3 +350,46 @@ class ReaderTests(SynchronousTestCase):
                 while (message := reader.nextMessage()) is not None:
                     received.append(message.token)
             self.assertEqual(received, [b"12345", b"67"], cut)
+
+
+class DatagramTests(SynchronousTestCase):
+    """
+    L{readEncapsulatedDatagram}: a UDP datagram under protection is one
+    whole MTYP 3 message and nothing else.
+    """
+
+    def test_token(self) -> None:
+        """
+        The token of the one message.
+        """
+        self.assertEqual(
+            readEncapsulatedDatagram(bytes.fromhex("01030003") + b"abc"), b"abc"
+        )
+        self.assertEqual(
+            readEncapsulatedDatagram(memoryview(encapsulatedMessage(b"x" * 65535))),
+            b"x" * 65535,
+        )
+
+    def test_refused(self) -> None:
+        """
+        Anything else is a L{ProtocolError}, with the reason.
+        """
+        for datagram, reason in [
+            (b"", "truncated"),
+            (bytes.fromhex("010300"), "truncated"),
+            (bytes.fromhex("01030004") + b"abc", "truncated"),
+            (encapsulatedMessage(b"abc") + b"!", "1 octets after"),
+            (encapsulatedMessage(b"a") * 2, "5 octets after"),
+            (protectionMessage(b"\x01"), "PROTECTION"),
+            (contextMessage(b"ctx"), "CONTEXT"),
+            (ABORT_MESSAGE, "ABORT"),
+            (bytes.fromhex("05030001") + b"a", "version 5"),
+            (bytes.fromhex("01030000"), "empty"),
+            # A plain SOCKS UDP request: RSV 0, which is no version.
+            (bytes.fromhex("000000017f0000010035") + b"q", "version 0"),
+        ]:
+            with self.subTest(datagram=datagram):
+                error = self.assertRaises(
+                    ProtocolError, readEncapsulatedDatagram, datagram
+                )
+                self.assertIn(reason, error.reason)
