@@ -119,6 +119,7 @@ class SOCKSProxy:
         handshakeTimeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
         connectTimeout: float = 30,
         noProxy: str | None = None,
+        gssapi: GSSAPIOptions | None = None,
     ) -> SOCKSProxy:
         """
         The proxy a URL names, reached over TCP
@@ -132,8 +133,12 @@ class SOCKSProxy:
         password).  IPv6 literals go in brackets.
 
         @param connectTimeout: Seconds to connect to the proxy.
+        @param gssapi: Authenticate with the GSSAPI method (a C{socks5://} or
+            C{socks5h://} URL only); see L{SOCKS5ClientEndpoint}.  The URL's
+            user and password, if any, are offered too, after GSSAPI.
         @raise ValueError: The URL is not a usable SOCKS proxy URL (see
-            L{parseProxyURL}) or its fields cannot be sent.
+            L{parseProxyURL}), its fields cannot be sent, or C{gssapi} is
+            given for SOCKS4.
         """
         return cls._fromParsed(
             reactor,
@@ -141,6 +146,7 @@ class SOCKSProxy:
             handshakeTimeout=handshakeTimeout,
             connectTimeout=connectTimeout,
             noProxy=noProxy,
+            gssapi=gssapi,
         )
 
     @classmethod
@@ -152,6 +158,7 @@ class SOCKSProxy:
         handshakeTimeout: float | None,
         connectTimeout: float,
         noProxy: str | None,
+        gssapi: GSSAPIOptions | None = None,
     ) -> SOCKSProxy:
         endpoint = HostnameEndpoint(
             reactor, parsed.host, parsed.port, timeout=connectTimeout
@@ -171,6 +178,7 @@ class SOCKSProxy:
             userID=userID,
             handshakeTimeout=handshakeTimeout,
             noProxy=noProxy,
+            gssapi=gssapi,
         )
         proxy.url = parsed
         return proxy

@@ -337,6 +337,44 @@ class OtherCommandTests(GSSAPITestCase):
         answer = await withTimeout(receiver.queue.get(), "the echo")
         self.assertEqual(answer, (b"GENUINE", echo))
 
+    @asyncTest
+    async def test_udpThroughUpstream(self) -> None:
+        """
+        A protected association on a server that sends its datagrams on
+        through an upstream proxy (our own, plain): wrapped between the
+        client and the first hop, plain beyond.
+        """
+        upstreamPort, _ = await self.start()
+        port, factory = await self.start(
+            gssapi=self.gssapiSettings(), upstream=f"socks5://127.0.0.1:{upstreamPort}"
+        )
+        proxy = SOCKSProxy(
+            reactor,
+            TCP4ClientEndpoint(reactor, LOOPBACK, port),
+            gssapi=GSSAPIOptions(
+                host="localhost",
+                protection=ProtectionLevel.CONFIDENTIALITY,
+                minimumProtection=ProtectionLevel.CONFIDENTIALITY,
+                threadpool=self.pool,
+            ),
+        )
+        receiver = Receiver()
+        association = await withTimeout(proxy.udp(receiver), "the association")
+        self.addCleanup(association.stopListening)
+        echo = (LOOPBACK, self.udpEcho.getHost().port)  # type: ignore[attr-defined]
+        for _ in range(3):
+            association.write(b"chained", echo)
+            try:
+                answer = await withTimeout(receiver.queue.get(), "the echo", seconds=3)
+            except AssertionError:
+                continue
+            break
+        else:
+            self.fail("no echo through the chain")
+        self.assertEqual(answer, (b"CHAINED", echo))
+        (session,) = factory.sessions
+        self.assertEqual(session.via, f"socks5://127.0.0.1:{upstreamPort}")
+
     async def bind(self, level: ProtectionLevel) -> None:
         proxy, factory = await self.proxy(level)
         app = Collector()
@@ -561,6 +599,33 @@ class ProxyTests(GSSAPITestCase):
         (session,) = factory.sessions
         self.assertEqual(session.protection, ProtectionLevel.INTEGRITY)
         self.assertEqual(echo.received, b"via proxy")
+
+    @asyncTest
+    async def test_fromURL(self) -> None:
+        """
+        SOCKSProxy.fromURL(url, gssapi=...) authenticates with GSSAPI; a
+        SOCKS4 URL with it is a ValueError.
+        """
+        _, echoPort = await listenEcho(self)
+        port, factory = await self.start(gssapi=self.gssapiSettings())
+        options = GSSAPIOptions(
+            host="localhost",
+            protection=ProtectionLevel.INTEGRITY,
+            threadpool=self.pool,
+        )
+        proxy = SOCKSProxy.fromURL(
+            reactor, f"socks5h://127.0.0.1:{port}", gssapi=options
+        )
+        await roundTrip(self, proxy.endpoint(LOOPBACK, echoPort), b"from a URL")
+        (session,) = factory.sessions
+        self.assertEqual(session.protection, ProtectionLevel.INTEGRITY)
+        self.assertRaises(
+            ValueError,
+            SOCKSProxy.fromURL,
+            reactor,
+            f"socks4a://127.0.0.1:{port}",
+            gssapi=options,
+        )
 
     def test_socks4(self) -> None:
         """
