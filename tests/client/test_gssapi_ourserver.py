@@ -33,6 +33,7 @@ from socks_twisted.client import (
     AuthMethod,
     GSSAPIOptions,
     SOCKS5ClientEndpoint,
+    SOCKS5UDPAssociation,
     SOCKSProxy,
 )
 from socks_twisted.server import GSSAPISettings, ServerSettings
@@ -257,6 +258,25 @@ class OtherCommandTests(GSSAPITestCase):
         )
         return proxy, factory
 
+    async def echoed(
+        self, association: SOCKS5UDPAssociation, receiver: Receiver, payload: bytes
+    ) -> tuple[bytes, tuple[str, int]]:
+        """
+        Send C{payload} to the UDP echo server, again if it is lost (UDP),
+        up to three times; the first answer.
+        """
+        echo = (LOOPBACK, self.udpEcho.getHost().port)  # type: ignore[attr-defined]
+        for _ in range(3):
+            association.write(payload, echo)
+            try:
+                answer: tuple[bytes, tuple[str, int]] = await withTimeout(
+                    receiver.queue.get(), "the echo", seconds=3
+                )
+            except AssertionError:
+                continue
+            return answer
+        self.fail(f"no echo of {len(payload)} octets")
+
     async def udpRoundTrips(self, level: ProtectionLevel) -> None:
         proxy, factory = await self.proxy(level)
         receiver = Receiver()
@@ -269,17 +289,7 @@ class OtherCommandTests(GSSAPITestCase):
         echo = (LOOPBACK, self.udpEcho.getHost().port)  # type: ignore[attr-defined]
         # Small, large (near what one wrapped message holds), and empty.
         for payload in (b"datagram", os.urandom(60_000), b""):
-            for _ in range(3):  # UDP: a lost datagram is sent again
-                association.write(payload, echo)
-                try:
-                    answer = await withTimeout(
-                        receiver.queue.get(), "the echo", seconds=3
-                    )
-                except AssertionError:
-                    continue
-                break
-            else:
-                self.fail(f"no echo of {len(payload)} octets")
+            answer = await self.echoed(association, receiver, payload)
             self.assertEqual(answer, (payload.upper(), echo))
         (session,) = factory.sessions
         self.assertEqual(session.protection, level)
@@ -362,15 +372,7 @@ class OtherCommandTests(GSSAPITestCase):
         association = await withTimeout(proxy.udp(receiver), "the association")
         self.addCleanup(association.stopListening)
         echo = (LOOPBACK, self.udpEcho.getHost().port)  # type: ignore[attr-defined]
-        for _ in range(3):
-            association.write(b"chained", echo)
-            try:
-                answer = await withTimeout(receiver.queue.get(), "the echo", seconds=3)
-            except AssertionError:
-                continue
-            break
-        else:
-            self.fail("no echo through the chain")
+        answer = await self.echoed(association, receiver, b"chained")
         self.assertEqual(answer, (b"CHAINED", echo))
         (session,) = factory.sessions
         self.assertEqual(session.via, f"socks5://127.0.0.1:{upstreamPort}")
