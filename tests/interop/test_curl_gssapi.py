@@ -32,6 +32,24 @@ them the test checks what can be checked, the whole RFC 1961 exchange:
 curl's verbose output says the server granted access without data
 protection, and the server logged the session under curl's principal;
 the file is fetched only with a curl from 8.16 on.
+
+So the same tests run a second time with a current curl: the C{Built...}
+classes run the curl that C{.ci/build-curl-gssapi} builds from Debian's
+source (8.20 or later, HTTP and GSS-API only) and installs at
+L{BUILT_CURL}; CI runs that script.  With it the file is fetched and
+compared whole.  On the wire that curl asks for confidentiality (its MIT
+Kerberos context has it): wrapped, or bare with C{--socks5-gssapi-nec};
+the server, started with C{--gssapi-protection none}, logs "asked for
+protection confidentiality, granted none", answers level 0, and curl
+sends its request unprotected and gets the file.  When the server grants
+a protection level instead (integrity only, or its default levels, which
+grant the confidentiality asked for), curl says "SOCKS5 access with
+GSS-API integrity (or confidentiality) protection granted" and then, not
+implementing per-message protection, still writes its SOCKS5 request
+unwrapped before it gives up ("SOCKS5 GSS-API protection not yet
+implemented", exit code 97): the server reads a version 5 where an
+RFC 1961 MTYP 3 message must start, logs "protocol error: GSSAPI message
+version 5, not 1", and closes; the target never sees a connection.
 """
 
 from __future__ import annotations
@@ -41,7 +59,7 @@ import os
 
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SkipTest, TestCase
 
 from .._kerberos import KerberosRealm, requireKerberosRealm
 from ._support import (
@@ -58,6 +76,34 @@ from ._support import (
 
 #: curl's exit code when its --max-time ran out.
 CURLE_OPERATION_TIMEDOUT = 28
+
+#: curl's exit code for a failed SOCKS proxy handshake.
+CURLE_PROXY = 97
+
+#: Where C{.ci/build-curl-gssapi} installs the curl it builds.
+BUILT_CURL = "/opt/socks-twisted-peers/curl-gssapi/bin/curl"
+
+
+def requireBuiltCurl() -> str:
+    """
+    Find the curl built by C{.ci/build-curl-gssapi}.
+
+    @return: L{BUILT_CURL}.
+
+    @raise SkipTest: If it is missing and the tests do not run under CI.
+    @raise AssertionError: If it is missing and C{CI} is C{"true"}: CI runs
+        the script, so a missing curl is a broken CI setup.
+    """
+    if os.access(BUILT_CURL, os.X_OK):
+        return BUILT_CURL
+    if os.environ.get("CI") == "true":
+        raise AssertionError(
+            f"{BUILT_CURL} is missing under CI; .ci/build-curl-gssapi builds it"
+        )
+    raise SkipTest(
+        f"{BUILT_CURL} is missing; run .ci/build-curl-gssapi to run this test"
+    )
+
 
 #: A C{recv} that waits (up to two seconds) for something to read before
 #: reading: preloaded into a curl with the C{allow_gssapi} bug, it makes
@@ -103,8 +149,15 @@ class CurlGSSAPITests(TestCase):
     #: Options of C{twistd socks} besides the keytab.
     serverOptions: tuple[str, ...] = ("--gssapi-protection", "none")
 
+    #: Whether to run the curl of C{.ci/build-curl-gssapi} (which must not
+    #: have the bugs above) instead of the system's.
+    builtCurl = False
+
     def setUp(self) -> None:
-        self.curl = requirePeer("curl", "curl")
+        if self.builtCurl:
+            self.curl = requireBuiltCurl()
+        else:
+            self.curl = requirePeer("curl", "curl")
         self.realm: KerberosRealm = requireKerberosRealm(self)
         self.socks: SOCKSServerProcess = startSOCKSServer(
             self, "--gssapi-keytab", self.realm.keytab, *self.serverOptions
@@ -119,6 +172,8 @@ class CurlGSSAPITests(TestCase):
         env = self.realm.childEnvironment({"PATH": os.environ.get("PATH", "")})
         version = await runProcess([self.curl, "--version"])
         self.buggyCurl = _curlHasGSSAPIStateBug(version.stdout)
+        if self.builtCurl:
+            self.assertFalse(self.buggyCurl, version.describe())
         if not self.buggyCurl:
             return env
         gcc = requirePeer("gcc", "gcc")
@@ -186,7 +241,13 @@ class CurlGSSAPITests(TestCase):
         assert body is not None
         self.assertEqual(len(body), len(self.http.body))
         self.assertEqual(hashlib.sha256(body).hexdigest(), self.http.sha256)
+        await self.assertLogged(self.realm.userPrincipal.encode())
         await self.assertLogged(b"granted none")
+        if self.builtCurl:
+            nec = b" (NEC, unwrapped)" if "--socks5-gssapi-nec" in curlArgs else b""
+            await self.assertLogged(
+                b"asked for protection confidentiality" + nec + b", granted none"
+            )
 
     async def assertLogged(self, text: bytes) -> bytes:
         """
@@ -217,6 +278,24 @@ class CurlGSSAPITests(TestCase):
         self.assertFalse(body)
         self.assertEqual(self.http.connectionCount, 0)
         return result
+
+    async def assertProtectionRefused(self, granted: str, *curlArgs: str) -> None:
+        """
+        Assert that a curl without the bugs above, granted a protection
+        level, gives up on it at once, after writing its request unwrapped,
+        which the server refuses as no RFC 1961 message.
+
+        @param granted: The level the server grants, as curl names it.
+        """
+        result = await self.assertRefused(*curlArgs)
+        self.assertEqual(result.exitCode, CURLE_PROXY, result.describe())
+        self.assertIn(
+            f"SOCKS5 access with GSS-API {granted} protection granted".encode(),
+            result.stderr,
+        )
+        self.assertIn(b"SOCKS5 GSS-API protection not yet implemented", result.stderr)
+        await self.assertLogged(f"granted {granted}".encode())
+        await self.assertLogged(b"protocol error: GSSAPI message version 5, not 1")
 
     async def test_gssapi(self) -> None:
         """
@@ -274,7 +353,10 @@ class CurlGSSAPIProtectedOnlyTests(CurlGSSAPITests):
     curl's context provides.
     """
 
-    serverOptions = ("--gssapi-protection", "integrity,confidentiality")
+    serverOptions: tuple[str, ...] = (
+        "--gssapi-protection",
+        "integrity,confidentiality",
+    )
 
     async def test_gssapi(self) -> None:
         """
@@ -282,6 +364,9 @@ class CurlGSSAPIProtectedOnlyTests(CurlGSSAPITests):
         which curl reads from the wrapped answer and gives up on; it fetched
         nothing.
         """
+        if self.builtCurl:
+            await self.assertProtectionRefused("confidentiality", "--socks5-gssapi")
+            return
         result = await self.assertRefused("--socks5-gssapi")
         self.assertIn(
             b"SOCKS5 access with GSS-API confidentiality protection granted",
@@ -293,7 +378,12 @@ class CurlGSSAPIProtectedOnlyTests(CurlGSSAPITests):
         """
         The same with the NEC variant.
         """
-        await self.assertRefused("--socks5-gssapi", "--socks5-gssapi-nec")
+        if self.builtCurl:
+            await self.assertProtectionRefused(
+                "confidentiality", "--socks5-gssapi", "--socks5-gssapi-nec"
+            )
+        else:
+            await self.assertRefused("--socks5-gssapi", "--socks5-gssapi-nec")
         await self.assertLogged(b"(NEC, unwrapped), granted confidentiality")
 
 
@@ -367,3 +457,88 @@ class CurlGSSAPIWorkersTests(CurlGSSAPITests):
     """
 
     serverOptions = ("--gssapi-protection", "none", "--workers", "2")
+
+
+class BuiltCurlGSSAPITests(CurlGSSAPITests):
+    """
+    The curl of C{.ci/build-curl-gssapi} downloads the file through a
+    server that grants no protection.
+    """
+
+    builtCurl = True
+
+
+class BuiltCurlGSSAPIAllowListTests(CurlGSSAPIAllowListTests):
+    """
+    The same with the principal's realm on the allow-list.
+    """
+
+    builtCurl = True
+
+
+class BuiltCurlGSSAPIRefusalTests(CurlGSSAPIRefusalTests):
+    """
+    The curl of C{.ci/build-curl-gssapi} refused by the allow-list.
+    """
+
+    builtCurl = True
+
+
+class BuiltCurlGSSAPIProtectedOnlyTests(CurlGSSAPIProtectedOnlyTests):
+    """
+    The curl of C{.ci/build-curl-gssapi} granted confidentiality, the level
+    it asked for.
+    """
+
+    builtCurl = True
+
+
+class BuiltCurlGSSAPIDefaultProtectionTests(CurlGSSAPIProtectedOnlyTests):
+    """
+    The same with the server's default protection levels, which grant the
+    confidentiality the new curl asks for: with them, it cannot fetch.
+    """
+
+    builtCurl = True
+    serverOptions = ()
+
+
+class BuiltCurlGSSAPIIntegrityOnlyTests(CurlGSSAPITests):
+    """
+    The curl of C{.ci/build-curl-gssapi} and a server that grants only
+    integrity: curl asks for confidentiality, is granted integrity, and
+    gives up.
+    """
+
+    builtCurl = True
+    serverOptions = ("--gssapi-protection", "integrity")
+
+    async def test_gssapi(self) -> None:
+        """
+        Granted integrity in the wrapped answer, curl gives up (after
+        writing its request unwrapped, which the server refuses); the
+        target saw nothing.
+        """
+        await self.assertProtectionRefused("integrity", "--socks5-gssapi")
+        await self.assertLogged(
+            b"asked for protection confidentiality, granted integrity"
+        )
+
+    async def test_gssapiNEC(self) -> None:
+        """
+        The same with the NEC variant.
+        """
+        await self.assertProtectionRefused(
+            "integrity", "--socks5-gssapi", "--socks5-gssapi-nec"
+        )
+        await self.assertLogged(
+            b"asked for protection confidentiality (NEC, unwrapped), granted integrity"
+        )
+
+
+class BuiltCurlGSSAPIWorkersTests(CurlGSSAPIWorkersTests):
+    """
+    The curl of C{.ci/build-curl-gssapi} under C{--workers 2}.
+    """
+
+    builtCurl = True
