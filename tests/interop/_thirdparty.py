@@ -44,7 +44,7 @@ import socket
 import struct
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from twisted.trial.unittest import SkipTest, TestCase
@@ -119,6 +119,31 @@ def requirePeer(executable: str, package: str) -> str:
     )
 
 
+#: Where C{.ci/build-dante-gssapi} installs the danted it builds with GSSAPI
+#: (Debian's dante-server is built without it).
+DANTE_GSSAPI = "/opt/socks-twisted-peers/dante-gssapi/sbin/danted"
+
+
+def requireGSSAPIDante() -> str:
+    """
+    Find the danted built with GSSAPI by C{.ci/build-dante-gssapi}.
+
+    @return: L{DANTE_GSSAPI}.
+    @raise AssertionError: If it is missing and C{CI=true} (C{.ci/run}
+        builds it).
+    @raise SkipTest: If it is missing outside CI.
+    """
+    if os.access(DANTE_GSSAPI, os.X_OK):
+        return DANTE_GSSAPI
+    message = (
+        f"{DANTE_GSSAPI} missing (Debian's danted has no GSSAPI);"
+        " build it, as root: .ci/build-dante-gssapi"
+    )
+    if _inCI():
+        raise AssertionError(message)
+    raise SkipTest(message)
+
+
 def _requireRoot(what: str) -> None:
     """
     Skip (or fail, in CI) unless this process runs as root.
@@ -177,15 +202,21 @@ def _stopProcess(process: subprocess.Popen[bytes]) -> None:
 
 
 def _spawn(
-    testCase: TestCase, argv: Sequence[str], logPath: str
+    testCase: TestCase,
+    argv: Sequence[str],
+    logPath: str,
+    env: Mapping[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     """
     Start C{argv} with stdout and stderr appended to C{logPath}, and
     register its termination as a cleanup of C{testCase}.
+
+    @param env: The child's environment; ours by default.
     """
     with open(logPath, "ab") as log:
         process = subprocess.Popen(
             list(argv),
+            env=None if env is None else dict(env),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -341,6 +372,7 @@ def danteConfig(
     gssapiKeytab: str | None = None,
     gssapiService: str = "rcmd",
     gssapiEncryption: str = "clear integrity confidentiality",
+    gssapiNEC: bool = False,
 ) -> str:
     """
     Render a C{danted.conf} that serves only loopback clients and targets.
@@ -352,12 +384,20 @@ def danteConfig(
         configuration name C{user.privileged} / C{user.unprivileged}: a
         non-root danted given them exits at start.
     @param gssapiKeytab: With it, the only method is GSSAPI (RFC 1961) with
-        the service keys of this keytab (C{auth} is then ignored).
+        the service keys of this keytab (C{auth} is then ignored).  The
+        C{gssapi.*} settings go in the client rule: Dante 1.4 negotiates the
+        method with the client rule's (C{sockd_negotiate.c} copies them from
+        C{CRULE_OR_HRULE(neg)}); in a socks rule they would be ignored and
+        the defaults (C{/etc/sockd.keytab}, service C{rcmd}) used.
     @param gssapiService: Dante's C{gssapi.servicename}: with a C{/}, a
         whole principal name.
     @param gssapiEncryption: Dante's C{gssapi.enctype}: the protection
         levels it grants, from C{clear}, C{integrity} and
         C{confidentiality}.
+    @param gssapiNEC: Add C{clientcompatibility: necgssapi} to the client
+        rule: Dante then also takes the protection level message unwrapped,
+        as the NEC reference implementation sends it (and answers it
+        unwrapped).
     """
     unknown = set(commands) - _DANTE_COMMANDS
     if unknown:
@@ -376,6 +416,8 @@ def danteConfig(
             f"    gssapi.servicename: {gssapiService}\n"
             f"    gssapi.enctype: {gssapiEncryption}\n"
         )
+        if gssapiNEC:
+            gssapi += "    clientcompatibility: necgssapi\n"
     users = "user.privileged: root\nuser.unprivileged: nobody\n" if asRoot else ""
     return f"""\
 logoutput: {logPath}
@@ -386,7 +428,7 @@ socksmethod: {method}
 {users}
 client pass {{
     from: 127.0.0.0/8 to: 127.0.0.0/8
-    log: error
+{gssapi}    log: error
 }}
 
 socks pass {{
@@ -394,7 +436,7 @@ socks pass {{
     command: {" ".join(allowed)}
     protocol: tcp udp
     socksmethod: {method}
-{gssapi}    log: error
+    log: error
 }}
 """
 
@@ -407,6 +449,9 @@ def startDante(
     gssapiKeytab: str | None = None,
     gssapiService: str = "rcmd",
     gssapiEncryption: str = "clear integrity confidentiality",
+    gssapiNEC: bool = False,
+    executable: str | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> ThirdPartyServer:
     """
     Start Dante's C{danted} on a free loopback port.
@@ -440,8 +485,12 @@ def startDante(
         L{tests._kerberos.requireKerberosRealm}).
     @param gssapiService: See L{danteConfig}.
     @param gssapiEncryption: See L{danteConfig}.
+    @param gssapiNEC: See L{danteConfig}.
+    @param executable: The danted to run (such as L{requireGSSAPIDante}'s),
+        instead of the one of the C{dante-server} package.
+    @param env: danted's environment; ours by default.
     """
-    danted = requirePeer("danted", "dante-server")
+    danted = executable or requirePeer("danted", "dante-server")
     username: str | None = None
     password: str | None = None
     if auth:
@@ -462,6 +511,7 @@ def startDante(
                 gssapiKeytab=gssapiKeytab,
                 gssapiService=gssapiService,
                 gssapiEncryption=gssapiEncryption,
+                gssapiNEC=gssapiNEC,
             )
         )
     # Without -D danted stays in the foreground, so the PID we hold is the
@@ -478,6 +528,7 @@ def startDante(
             os.path.join(directory, "danted.pid"),
         ],
         outputPath,
+        env,
     )
     _waitForPort(process, port, [outputPath, logPath, configPath])
     return ThirdPartyServer(

@@ -6,9 +6,11 @@ C{socksmethod: gssapi}, in the test realm of L{tests._kerberos}: CONNECT to
 an echo server on loopback at each protection level Dante grants, with a
 large transfer and a half-close.
 
-Skipped with a danted built without GSSAPI, which Debian 12's dante-server
-1.4.2 is: it refuses C{socksmethod: gssapi} at start ("Dante must be linked
-with an external GSSAPI library at compiletime").
+Debian 12's dante-server 1.4.2 is built without GSSAPI: it refuses
+C{socksmethod: gssapi} at start ("Dante must be linked with an external
+GSSAPI library at compiletime").  These tests run the danted that
+C{.ci/build-dante-gssapi} builds from Debian's source with GSSAPI
+(L{requireGSSAPIDante}): skipped without it, failed under C{CI=true}.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import shutil
 
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.python.threadpool import ThreadPool
-from twisted.trial.unittest import SkipTest, SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase
 
 from socks_twisted._wire import ProtectionLevel
 from socks_twisted.client import GSSAPIOptions, SOCKS5ClientEndpoint
@@ -33,10 +35,12 @@ from ..client._loopback import (
     roundTrip,
     withTimeout,
 )
-from ._thirdparty import ThirdPartyServer, danteConfig, startDante
-
-#: What danted logs when it was built without GSSAPI.
-_NO_GSSAPI = "must be linked with an external GSSAPI library"
+from ._thirdparty import (
+    ThirdPartyServer,
+    danteConfig,
+    requireGSSAPIDante,
+    startDante,
+)
 
 
 class DanteGSSAPITests(ProxyTestCase):
@@ -50,38 +54,51 @@ class DanteGSSAPITests(ProxyTestCase):
     encryption = "clear integrity confidentiality"
 
     def setUp(self) -> None:
+        self.danted = requireGSSAPIDante()
         self.realm: KerberosRealm = requireKerberosRealm(self)
         self.pool = ThreadPool(minthreads=1, maxthreads=2, name="dante-gssapi")
         self.pool.start()
         self.addCleanup(self.pool.stop)
 
-    def startDante(self) -> ThirdPartyServer:
+    def startDante(self, nec: bool = False) -> ThirdPartyServer:
         """
-        danted with a copy of the realm's keytab it can read after dropping
-        privileges.
+        danted with copies of the realm's keytab and C{krb5.conf}.
+
+        Its negotiation child runs as C{nobody} except around
+        C{gss_acquire_cred} and C{gss_accept_sec_context}; the realm's
+        directory (k5test's C{mkdtemp}) is root's alone, so a
+        C{KRB5_CONFIG} there makes the unprivileged C{gss_display_name} of
+        the client's name fail with "Permission denied".  The copies are
+        world-readable, in a directory C{nobody} can enter (trial's
+        C{mktemp} makes its parent with mode 0700).
+
+        @param nec: Whether danted also takes the NEC-style, unwrapped
+            protection level message (C{clientcompatibility: necgssapi}).
         """
-        keytab = os.path.join(self.mktemp() + "-keytab")
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        os.chmod(os.path.dirname(directory), 0o711)
+        os.chmod(directory, 0o755)
+        keytab = os.path.join(directory, "keytab")
         shutil.copyfile(self.realm.keytab, keytab)
         os.chmod(keytab, 0o644)
-        try:
-            return startDante(
-                self,
-                commands=("connect",),
-                gssapiKeytab=os.path.abspath(keytab),
-                gssapiService=f"rcmd/localhost@{self.realm.realm}",
-                gssapiEncryption=self.encryption,
-            )
-        except AssertionError as e:
-            if _NO_GSSAPI in str(e):
-                raise SkipTest(
-                    "this danted was built without GSSAPI (Debian's dante-server"
-                    " 1.4.2 is): it refuses socksmethod gssapi at start"
-                ) from None
-            raise
+        krb5Conf = os.path.join(directory, "krb5.conf")
+        shutil.copyfile(self.realm.env["KRB5_CONFIG"], krb5Conf)
+        os.chmod(krb5Conf, 0o644)
+        return startDante(
+            self,
+            commands=("connect",),
+            gssapiKeytab=keytab,
+            gssapiService=f"rcmd/localhost@{self.realm.realm}",
+            gssapiEncryption=self.encryption,
+            gssapiNEC=nec,
+            executable=self.danted,
+            env=self.realm.childEnvironment() | {"KRB5_CONFIG": krb5Conf},
+        )
 
     async def transfer(self, level: ProtectionLevel, nec: bool = False) -> None:
         echo, echoPort = await listenEcho(self)
-        dante = self.startDante()
+        dante = self.startDante(nec=nec)
         endpoint = SOCKS5ClientEndpoint(
             LOOPBACK,
             echoPort,
@@ -125,6 +142,14 @@ class DanteGSSAPITests(ProxyTestCase):
         """
         await self.transfer(ProtectionLevel.CONFIDENTIALITY)
 
+    @asyncTest
+    async def test_nec(self) -> None:
+        """
+        Level 2, the protection level message exchanged unwrapped (NEC's
+        way, C{nec=True}) with a danted configured for NEC clients.
+        """
+        await self.transfer(ProtectionLevel.CONFIDENTIALITY, nec=True)
+
 
 class DanteConfigTests(SynchronousTestCase):
     """
@@ -134,7 +159,7 @@ class DanteConfigTests(SynchronousTestCase):
     def test_gssapi(self) -> None:
         """
         With a keytab the method is gssapi, with Dante's keytab, service
-        name and enctype in the socks rule.
+        name and enctype in the client rule, where Dante 1.4 reads them.
         """
         config = danteConfig(
             port=1080,
@@ -150,3 +175,28 @@ class DanteConfigTests(SynchronousTestCase):
         self.assertIn("    gssapi.keytab: /k.keytab\n", config)
         self.assertIn("    gssapi.servicename: rcmd/localhost@KRBTEST.COM\n", config)
         self.assertIn("    gssapi.enctype: clear\n", config)
+        clientRule = config[
+            config.index("client pass {") : config.index("socks pass {")
+        ]
+        self.assertIn("gssapi.keytab", clientRule)
+        self.assertNotIn("gssapi.", config[config.index("socks pass {") :])
+        self.assertNotIn("clientcompatibility", config)
+
+    def test_nec(self) -> None:
+        """
+        C{gssapiNEC} adds C{clientcompatibility: necgssapi} to the client
+        rule.
+        """
+        config = danteConfig(
+            port=1080,
+            logPath="/dev/null",
+            auth=False,
+            commands=("connect",),
+            asRoot=False,
+            gssapiKeytab="/k.keytab",
+            gssapiNEC=True,
+        )
+        clientRule = config[
+            config.index("client pass {") : config.index("socks pass {")
+        ]
+        self.assertIn("    clientcompatibility: necgssapi\n", clientRule)

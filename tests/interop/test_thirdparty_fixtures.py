@@ -27,8 +27,10 @@ from twisted.internet.threads import deferToThread
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SkipTest, TestCase
 
+from tests.interop import _thirdparty
 from tests.interop._thirdparty import (
     ThirdPartyServer,
+    requireGSSAPIDante,
     requirePeer,
     startDante,
     startMicrosocks,
@@ -273,6 +275,41 @@ class RequirePeerTests(TestCase):
             str(raised.exception),
             "no-such-socks-peer missing: apt-get install no-such-package",
         )
+
+
+class RequireGSSAPIDanteTests(TestCase):
+    """
+    Tests for L{requireGSSAPIDante}.
+    """
+
+    def test_found(self) -> None:
+        """
+        An executable at L{_thirdparty.DANTE_GSSAPI} is returned.
+        """
+        with mock.patch.object(_thirdparty, "DANTE_GSSAPI", "/bin/sh"):
+            self.assertEqual(requireGSSAPIDante(), "/bin/sh")
+
+    def test_missingSkips(self) -> None:
+        """
+        Outside CI a missing binary skips the test, naming the script that
+        builds it.
+        """
+        with mock.patch.object(_thirdparty, "DANTE_GSSAPI", "/no/such/danted"):
+            with mock.patch.dict(os.environ, {"CI": ""}):
+                with self.assertRaises(SkipTest) as raised:
+                    requireGSSAPIDante()
+        self.assertIn("/no/such/danted missing", str(raised.exception))
+        self.assertIn(".ci/build-dante-gssapi", str(raised.exception))
+
+    def test_missingFailsInCI(self) -> None:
+        """
+        In CI a missing binary is a failure.
+        """
+        with mock.patch.object(_thirdparty, "DANTE_GSSAPI", "/no/such/danted"):
+            with mock.patch.dict(os.environ, {"CI": "true"}):
+                with self.assertRaises(AssertionError) as raised:
+                    requireGSSAPIDante()
+        self.assertIn(".ci/build-dante-gssapi", str(raised.exception))
 
 
 class DanteTests(_EchoTestCase):
