@@ -4,7 +4,10 @@
 Our SOCKS5 client's GSSAPI method against Dante's C{danted} with
 C{socksmethod: gssapi}, in the test realm of L{tests._kerberos}: CONNECT to
 an echo server on loopback at each protection level Dante grants, with a
-large transfer and a half-close.
+large transfer and a half-close; UDP ASSOCIATE at each level (Dante wraps
+each datagram, SOCKS UDP header included, as one MTYP 3 message, as we do:
+C{gssapi_encode_write_udp} and C{gssapi_decode_read_udp} in its
+C{lib/gssapi.c}); and BIND under confidentiality.
 
 Debian 12's dante-server 1.4.2 is built without GSSAPI: it refuses
 C{socksmethod: gssapi} at start ("Dante must be linked with an external
@@ -17,17 +20,22 @@ from __future__ import annotations
 
 import os
 import shutil
+from typing import cast
 
-from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.address import IPv4Address
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.interfaces import IReactorUDP
+from twisted.internet.protocol import Factory
 from twisted.python.threadpool import ThreadPool
 from twisted.trial.unittest import SynchronousTestCase
 
 from socks_twisted._wire import ProtectionLevel
-from socks_twisted.client import GSSAPIOptions, SOCKS5ClientEndpoint
+from socks_twisted.client import GSSAPIOptions, SOCKS5ClientEndpoint, SOCKSProxy
 
 from .._kerberos import KerberosRealm, requireKerberosRealm
 from ..client._loopback import (
     LOOPBACK,
+    Collector,
     ProxyTestCase,
     asyncTest,
     listenEcho,
@@ -35,6 +43,7 @@ from ..client._loopback import (
     roundTrip,
     withTimeout,
 )
+from ..client.test_udp import Receiver, UDPEcho
 from ._thirdparty import (
     ThirdPartyServer,
     danteConfig,
@@ -60,7 +69,9 @@ class DanteGSSAPITests(ProxyTestCase):
         self.pool.start()
         self.addCleanup(self.pool.stop)
 
-    def startDante(self, nec: bool = False) -> ThirdPartyServer:
+    def startDante(
+        self, nec: bool = False, commands: tuple[str, ...] = ("connect",)
+    ) -> ThirdPartyServer:
         """
         danted with copies of the realm's keytab and C{krb5.conf}.
 
@@ -74,6 +85,7 @@ class DanteGSSAPITests(ProxyTestCase):
 
         @param nec: Whether danted also takes the NEC-style, unwrapped
             protection level message (C{clientcompatibility: necgssapi}).
+        @param commands: The SOCKS commands danted allows.
         """
         directory = os.path.abspath(self.mktemp())
         os.makedirs(directory)
@@ -87,7 +99,7 @@ class DanteGSSAPITests(ProxyTestCase):
         os.chmod(krb5Conf, 0o644)
         return startDante(
             self,
-            commands=("connect",),
+            commands=commands,
             gssapiKeytab=keytab,
             gssapiService=f"rcmd/localhost@{self.realm.realm}",
             gssapiEncryption=self.encryption,
@@ -95,6 +107,109 @@ class DanteGSSAPITests(ProxyTestCase):
             executable=self.danted,
             env=self.realm.childEnvironment() | {"KRB5_CONFIG": krb5Conf},
         )
+
+    def proxy(self, dante: ThirdPartyServer, level: ProtectionLevel) -> SOCKSProxy:
+        """
+        Our client's proxy object for C{dante}, asking for C{level} and
+        accepting no less.
+        """
+        return SOCKSProxy(
+            reactor,
+            TCP4ClientEndpoint(reactor, dante.host, dante.port),
+            gssapi=GSSAPIOptions(
+                host="localhost",
+                protection=level,
+                minimumProtection=level,
+                threadpool=self.pool,
+            ),
+        )
+
+    async def udp(self, level: ProtectionLevel) -> None:
+        """
+        Datagrams of several sizes to a UDP echo server through danted's
+        association, each sent again if lost (UDP), at most three times.
+        """
+        udp = cast(IReactorUDP, reactor)
+        echoPort = udp.listenUDP(0, UDPEcho(), LOOPBACK, 65535)
+        self.addCleanup(echoPort.stopListening)
+        echo = (LOOPBACK, echoPort.getHost().port)  # type: ignore[attr-defined]
+        dante = self.startDante(commands=("connect", "udpassociate"))
+        receiver = Receiver()
+        association = await withTimeout(
+            self.proxy(dante, level).udp(receiver), "the association"
+        )
+        self.addCleanup(association.stopListening)
+        self.assertEqual(
+            association.controlTransport.datagramProtection is None,
+            level is ProtectionLevel.NONE,
+        )
+        for payload in (b"datagram", os.urandom(8000)):
+            for _ in range(3):
+                association.write(payload, echo)
+                try:
+                    answer = await withTimeout(
+                        receiver.queue.get(), "the echo", seconds=3
+                    )
+                except AssertionError:
+                    continue
+                break
+            else:
+                self.fail(f"no echo of {len(payload)} octets through danted")
+            self.assertEqual(answer, (payload.upper(), echo))
+        self.assertEqual(dict(association.drops), {})
+
+    @asyncTest
+    async def test_udpNone(self) -> None:
+        """
+        UDP at level 0: plain datagrams.
+        """
+        await self.udp(ProtectionLevel.NONE)
+
+    @asyncTest
+    async def test_udpIntegrity(self) -> None:
+        """
+        UDP at level 1: each datagram one integrity-protected message.
+        """
+        await self.udp(ProtectionLevel.INTEGRITY)
+
+    @asyncTest
+    async def test_udpConfidentiality(self) -> None:
+        """
+        UDP at level 2: each datagram one encrypted message.
+        """
+        await self.udp(ProtectionLevel.CONFIDENTIALITY)
+
+    @asyncTest
+    async def test_bindConfidentiality(self) -> None:
+        """
+        BIND at level 2: both replies and the relayed bytes wrapped.
+        """
+        dante = self.startDante(commands=("connect", "bind"))
+        app = Collector()
+        pending = await withTimeout(
+            self.proxy(dante, ProtectionLevel.CONFIDENTIALITY).bind(
+                Factory.forProtocol(lambda: app)
+            ),
+            "the first reply",
+        )
+        address = pending.address
+        assert isinstance(address, IPv4Address)
+        peer = Collector()
+        await withTimeout(
+            connectProtocol(
+                TCP4ClientEndpoint(reactor, address.host, address.port), peer
+            ),
+            "the peer's connection",
+        )
+        self.addCleanup(peer.close)
+        self.assertIs(await withTimeout(pending.accepted(), "the second reply"), app)
+        self.addCleanup(app.close)
+        assert app.transport is not None and peer.transport is not None
+        peer.transport.write(b"from the peer")
+        self.assertEqual(await app.waitForBytes(13), b"from the peer")
+        payload = os.urandom(300_000)
+        app.transport.write(payload)
+        self.assertEqual(await peer.waitForBytes(len(payload)), payload)
 
     async def transfer(self, level: ProtectionLevel, nec: bool = False) -> None:
         echo, echoPort = await listenEcho(self)
