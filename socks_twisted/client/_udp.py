@@ -136,6 +136,11 @@ class SOCKS5UDPAssociation:
     the UDP socket is closed, the protocol is stopped (C{stopProtocol}) and
     L{whenEnded} reports the reason.
 
+    Under GSS-API integrity or confidentiality (the control connection's
+    L{SOCKSTunnelTransport.datagramProtection}), every datagram, header
+    included, is wrapped in one RFC 1961 message on its way to the relay,
+    and every datagram from the relay must unwrap.
+
     @ivar relayAddress: Where datagrams go: an
         L{IPv4Address<twisted.internet.address.IPv4Address>} or
         L{IPv6Address<twisted.internet.address.IPv6Address>} of type C{"UDP"}.
@@ -144,11 +149,6 @@ class SOCKS5UDPAssociation:
     @ivar proxyAddress: The proxy's address, as the control connection
         reports it.
     @ivar controlTransport: The transport of the control connection.
-    Under GSS-API integrity or confidentiality (the control connection's
-    L{SOCKSTunnelTransport.datagramProtection}), every datagram, header
-    included, is wrapped in one RFC 1961 message on its way to the relay,
-    and every datagram from the relay must unwrap.
-
     @ivar drops: Datagrams received and dropped, by reason: C{"not from the
         relay"}, C{"GSS-API unwrap failed"}, C{"malformed header"},
         C{"fragmented"}, C{"not from the connected address"}.

@@ -39,6 +39,9 @@ if TYPE_CHECKING:
 
 _log = Logger()
 
+#: The levels under which everything after the subnegotiation is wrapped.
+_WRAPPED = frozenset({ProtectionLevel.INTEGRITY, ProtectionLevel.CONFIDENTIALITY})
+
 
 class GSSAPIMethod:
     """
@@ -93,9 +96,7 @@ class GSSAPIMethod:
         context, if integrity or confidentiality was agreed.
         """
         level = self.protection
-        if level is not ProtectionLevel.INTEGRITY and (
-            level is not ProtectionLevel.CONFIDENTIALITY
-        ):
+        if level is None or level not in _WRAPPED:
             return None
         return DatagramWrapper(self._acceptor, level)
 
@@ -257,7 +258,7 @@ class GSSAPIMethod:
         self._gssReader = None
         self._wire.gssapiEstablished()
         self._phase = Phase.HANDSHAKE
-        if answer in (ProtectionLevel.INTEGRITY, ProtectionLevel.CONFIDENTIALITY):
+        if answer in _WRAPPED:
             self._client = ProtectedTransport(self._client, acceptor, answer)
             self._unwrapper = Unwrapper(acceptor, answer)
             try:
