@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from typing import cast
 
 from twisted.internet.address import IPv4Address
@@ -80,16 +81,19 @@ class DanteGSSAPITests(ProxyTestCase):
         directory (k5test's C{mkdtemp}) is root's alone, so a
         C{KRB5_CONFIG} there makes the unprivileged C{gss_display_name} of
         the client's name fail with "Permission denied".  The copies are
-        world-readable, in a directory C{nobody} can enter (trial's
-        C{mktemp} makes its parent with mode 0700).
+        world-readable, in a directory of their own under the system's
+        temporary directory, which C{nobody} can enter: trial's C{mktemp}
+        makes its parent with mode 0700, and CI runs the tests again inside
+        an sdist unpacked in a C{mkdtemp} (mode 0700 too).
 
         @param nec: Whether danted also takes the NEC-style, unwrapped
             protection level message (C{clientcompatibility: necgssapi}).
         @param commands: The SOCKS commands danted allows.
         """
-        directory = os.path.abspath(self.mktemp())
-        os.makedirs(directory)
-        os.chmod(os.path.dirname(directory), 0o711)
+        # Not under trial's temporary directory: it, or a directory above
+        # it (an unpacked sdist in a mkdtemp), may be closed to others.
+        directory = tempfile.mkdtemp(prefix="dante-gssapi-")
+        self.addCleanup(shutil.rmtree, directory, ignore_errors=True)
         os.chmod(directory, 0o755)
         keytab = os.path.join(directory, "keytab")
         shutil.copyfile(self.realm.keytab, keytab)
