@@ -27,7 +27,14 @@ from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublish
 from twisted.python.threadpool import ThreadPool
 
 from socks_twisted import errors
-from socks_twisted._wire import ABORT_MESSAGE, ProtectionLevel
+from socks_twisted._wire import (
+    ABORT_MESSAGE,
+    GSSAPIMessageReader,
+    MessageType,
+    ProtectionLevel,
+    contextMessage,
+    protectionMessage,
+)
 from socks_twisted.auth import GSSAPIPrincipalChecker, portalFor
 from socks_twisted.client import (
     AuthMethod,
@@ -572,6 +579,117 @@ class MalformedTests(GSSAPITestCase):
         """
         received = await self.exchange(b"\x01\x01\x00\x00")
         self.assertEqual(received, b"\x05\x01")
+
+
+class SubnegotiationTests(GSSAPITestCase):
+    """
+    A client that establishes the context by hand, then breaks the
+    protection-level subnegotiation or what follows it: the server closes,
+    with the abort message when the token does not unwrap.
+    """
+
+    async def established(self, **settings: Any) -> tuple[Collector, Any, Any]:
+        """
+        Our server, a raw connection that selected GSSAPI, and an
+        established initiator context on it.
+
+        @return: The connection, the initiator, and the server's factory.
+        """
+        port, factory = await self.start(gssapi=self.gssapiSettings(**settings))
+        client = await connectCollector(
+            self, TCP4ClientEndpoint(reactor, LOOPBACK, port)
+        )
+        assert client.transport is not None
+        client.transport.write(b"\x05\x01\x01")
+        initiator = self.gss.Initiator(
+            self.gss.serviceName("rcmd", "localhost"),
+            IReactorFromThreads(reactor),
+            self.pool,
+        )
+        reader = GSSAPIMessageReader()
+        received = 2  # the method selection, 05 01
+        await client.waitForBytes(received)
+        token = await initiator.step(None)
+        while True:
+            client.transport.write(contextMessage(token))
+            if initiator.complete:
+                break
+            while (message := reader.nextMessage()) is None:
+                data = await client.waitForBytes(received + 1)
+                reader.receiveData(data[received:])
+                received = len(data)
+            token = await initiator.step(message.token)
+            if token is None:
+                break
+        self.assertTrue(initiator.complete)
+        return client, initiator, factory
+
+    async def assertClosed(
+        self, client: Collector, factory: Any, data: bytes, reason: str
+    ) -> bytes:
+        """
+        Send C{data}; the server closes, having logged C{reason}.
+
+        @return: What the server sent after the context messages.
+        """
+        before = len(client.received)
+        assert client.transport is not None
+        (session,) = factory.sessions
+        client.transport.write(data)
+        await withTimeout(client.lost, "the server to close")
+        self.assertIn(reason, session.reason)
+        return client.received[before:]
+
+    @asyncTest
+    async def test_unknownLevel(self) -> None:
+        """
+        A wrapped protection level of 7: the close, a protocol error.
+        """
+        client, initiator, factory = await self.established()
+        token = initiator._established().wrap(b"\x07", False).message
+        sent = await self.assertClosed(
+            client, factory, protectionMessage(token), "protocol error"
+        )
+        self.assertEqual(sent, b"")
+
+    @asyncTest
+    async def test_levelDoesNotUnwrap(self) -> None:
+        """
+        A protection-level token that is not the context's wrap: the abort
+        message and the close.
+        """
+        client, _, factory = await self.established()
+        sent = await self.assertClosed(
+            client,
+            factory,
+            protectionMessage(b"\x00" * 40),
+            "GSS-API protection subnegotiation failed",
+        )
+        self.assertEqual(sent, ABORT_MESSAGE)
+
+    @asyncTest
+    async def test_plainRequestUnderProtection(self) -> None:
+        """
+        Granted integrity, a client that sends its request unwrapped in the
+        same segment as its protection message (as curl 8.20 does when
+        granted a level it cannot do): the close, before any reply.
+        """
+        client, initiator, factory = await self.established()
+        token = initiator.wrapProtectionLevel(ProtectionLevel.INTEGRITY)
+        request = bytes.fromhex("05010001 7f000001 0050")
+        await self.assertClosed(
+            client,
+            factory,
+            protectionMessage(token) + request,
+            "GSSAPI message version 5, not 1",
+        )
+        answer = GSSAPIMessageReader()
+        answer.receiveData(client.received[2:])
+        messages = []
+        while (message := answer.nextMessage()) is not None:
+            messages.append(message.type)
+        self.assertEqual(messages[-1], MessageType.PROTECTION)
+        self.assertEqual(answer.unconsumed(), b"")
 
 
 class ProxyTests(GSSAPITestCase):
