@@ -144,6 +144,32 @@ def requireGSSAPIDante() -> str:
     raise SkipTest(message)
 
 
+#: Where C{.ci/build-dante-gssapi} installs Dante's client preload library,
+#: built with GSSAPI (Debian's dante-client is built without it).
+DANTE_GSSAPI_CLIENT = "/opt/socks-twisted-peers/dante-gssapi/lib/libdsocks.so"
+
+
+def requireGSSAPIDanteClient() -> str:
+    """
+    Find Dante's client library (C{libdsocks}, what C{socksify} preloads)
+    built with GSSAPI by C{.ci/build-dante-gssapi}.
+
+    @return: L{DANTE_GSSAPI_CLIENT}.
+    @raise AssertionError: If it is missing and C{CI=true} (C{.ci/run}
+        builds it).
+    @raise SkipTest: If it is missing outside CI.
+    """
+    if os.path.isfile(DANTE_GSSAPI_CLIENT):
+        return DANTE_GSSAPI_CLIENT
+    message = (
+        f"{DANTE_GSSAPI_CLIENT} missing (Debian's dante-client has no GSSAPI);"
+        " build it, as root: .ci/build-dante-gssapi"
+    )
+    if _inCI():
+        raise AssertionError(message)
+    raise SkipTest(message)
+
+
 def _requireRoot(what: str) -> None:
     """
     Skip (or fail, in CI) unless this process runs as root.

@@ -31,6 +31,7 @@ from tests.interop import _thirdparty
 from tests.interop._thirdparty import (
     ThirdPartyServer,
     requireGSSAPIDante,
+    requireGSSAPIDanteClient,
     requirePeer,
     startDante,
     startMicrosocks,
@@ -309,6 +310,43 @@ class RequireGSSAPIDanteTests(TestCase):
             with mock.patch.dict(os.environ, {"CI": "true"}):
                 with self.assertRaises(AssertionError) as raised:
                     requireGSSAPIDante()
+        self.assertIn(".ci/build-dante-gssapi", str(raised.exception))
+
+
+class RequireGSSAPIDanteClientTests(TestCase):
+    """
+    Tests for L{requireGSSAPIDanteClient}.
+    """
+
+    def test_found(self) -> None:
+        """
+        A file at L{_thirdparty.DANTE_GSSAPI_CLIENT} is returned.
+        """
+        with mock.patch.object(_thirdparty, "DANTE_GSSAPI_CLIENT", "/bin/sh"):
+            self.assertEqual(requireGSSAPIDanteClient(), "/bin/sh")
+
+    def test_missingSkips(self) -> None:
+        """
+        Outside CI a missing library skips the test, naming the script that
+        builds it.
+        """
+        missing = "/no/such/libdsocks.so"
+        with mock.patch.object(_thirdparty, "DANTE_GSSAPI_CLIENT", missing):
+            with mock.patch.dict(os.environ, {"CI": ""}):
+                with self.assertRaises(SkipTest) as raised:
+                    requireGSSAPIDanteClient()
+        self.assertIn(f"{missing} missing", str(raised.exception))
+        self.assertIn(".ci/build-dante-gssapi", str(raised.exception))
+
+    def test_missingFailsInCI(self) -> None:
+        """
+        In CI a missing library is a failure.
+        """
+        missing = "/no/such/libdsocks.so"
+        with mock.patch.object(_thirdparty, "DANTE_GSSAPI_CLIENT", missing):
+            with mock.patch.dict(os.environ, {"CI": "true"}):
+                with self.assertRaises(AssertionError) as raised:
+                    requireGSSAPIDanteClient()
         self.assertIn(".ci/build-dante-gssapi", str(raised.exception))
 
 
