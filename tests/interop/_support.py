@@ -29,7 +29,7 @@ import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import NoReturn, cast
 
 from twisted.internet import reactor as _globalReactor  # noqa: N812
 from twisted.internet.defer import Deferred, maybeDeferred
@@ -71,9 +71,23 @@ SHUT_DOWN_LINE = "Server Shut Down."
 LOOPBACK_LISTEN = "tcp:0:interface=127.0.0.1"
 
 
+def peerMissing(message: str) -> NoReturn:
+    """
+    A peer the test needs is missing: fail under C{CI=true} (CI installs or
+    builds every peer, so a missing one is a broken CI setup), else skip.
+
+    @raise AssertionError: Under CI.
+    @raise SkipTest: Otherwise.
+    """
+    if os.environ.get("CI") == "true":
+        raise AssertionError(message)
+    raise SkipTest(message)
+
+
 def requirePeer(executable: str, package: str) -> str:
     """
-    Find an external program that a test needs.
+    Find an external program that a test needs, on C{PATH} or in the
+    C{sbin} directories.
 
     @param executable: The program's file name, such as C{"curl"}.
     @param package: The Debian package that provides it, named in the
@@ -81,11 +95,8 @@ def requirePeer(executable: str, package: str) -> str:
 
     @return: The absolute path of the program.
 
-    @raise SkipTest: If the program is missing and the tests do not run
-        under CI.
-    @raise AssertionError: If the program is missing and the environment
-        variable C{CI} is C{"true"}: CI installs every peer, so a missing one
-        is a broken CI setup, not a reason to skip.
+    @raise AssertionError: If it is missing under CI (L{peerMissing}).
+    @raise SkipTest: If it is missing otherwise.
     """
     searchPath = os.pathsep.join(
         [os.environ.get("PATH", os.defpath), *_SBIN_DIRECTORIES]
@@ -93,13 +104,26 @@ def requirePeer(executable: str, package: str) -> str:
     found = shutil.which(executable, path=searchPath)
     if found is not None:
         return os.path.abspath(found)
-    if os.environ.get("CI") == "true":
-        raise AssertionError(
-            f"{executable} is missing under CI; apt-get install {package}"
-        )
-    raise SkipTest(
-        f"{executable} is not installed; apt-get install {package} to run this test"
-    )
+    peerMissing(f"{executable} is missing; apt-get install {package}")
+
+
+def requireBuilt(path: str, what: str, script: str) -> str:
+    """
+    Find a peer that a script of C{.ci} builds (Debian's lacks what the
+    test needs).
+
+    @param path: Where the script installs it.
+    @param what: Why Debian's will not do, for the message.
+    @param script: The script, such as C{".ci/build-dante-gssapi"}.
+
+    @return: C{path}.
+
+    @raise AssertionError: If it is missing under CI (L{peerMissing}).
+    @raise SkipTest: If it is missing otherwise.
+    """
+    if os.path.isfile(path):
+        return path
+    peerMissing(f"{path} missing ({what}); build it, as root: {script}")
 
 
 def testDirectory(testCase: SynchronousTestCase) -> str:

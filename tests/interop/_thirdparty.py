@@ -47,7 +47,9 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from twisted.trial.unittest import SkipTest, TestCase
+from twisted.trial.unittest import TestCase
+
+from ._support import peerMissing, requireBuilt, requirePeer
 
 LOOPBACK = "127.0.0.1"
 
@@ -91,34 +93,6 @@ class ThirdPartyServer:
     logPath: str = ""
 
 
-def _inCI() -> bool:
-    return os.environ.get("CI") == "true"
-
-
-def requirePeer(executable: str, package: str) -> str:
-    """
-    Find a third-party program the test needs.
-
-    @param executable: The program's file name, such as C{"danted"}.
-    @param package: The Debian package that provides it.
-    @return: The absolute path of the program.
-    @raise AssertionError: If it is missing and C{CI=true}: in CI every peer
-        must be installed, so a missing one is a failure, not a skip.
-    @raise SkipTest: If it is missing outside CI.
-    """
-    searchPath = os.pathsep.join(
-        [os.environ.get("PATH", os.defpath), "/usr/sbin", "/sbin"]
-    )
-    found = shutil.which(executable, path=searchPath)
-    if found is not None:
-        return os.path.abspath(found)
-    if _inCI():
-        raise AssertionError(f"{executable} missing: apt-get install {package}")
-    raise SkipTest(
-        f"{executable} not installed; apt-get install {package} to run this test"
-    )
-
-
 #: Where C{.ci/build-dante-gssapi} installs the danted it builds with GSSAPI
 #: (Debian's dante-server is built without it).
 DANTE_GSSAPI = "/opt/socks-twisted-peers/dante-gssapi/sbin/danted"
@@ -133,15 +107,9 @@ def requireGSSAPIDante() -> str:
         builds it).
     @raise SkipTest: If it is missing outside CI.
     """
-    if os.access(DANTE_GSSAPI, os.X_OK):
-        return DANTE_GSSAPI
-    message = (
-        f"{DANTE_GSSAPI} missing (Debian's danted has no GSSAPI);"
-        " build it, as root: .ci/build-dante-gssapi"
+    return requireBuilt(
+        DANTE_GSSAPI, "Debian's danted has no GSSAPI", ".ci/build-dante-gssapi"
     )
-    if _inCI():
-        raise AssertionError(message)
-    raise SkipTest(message)
 
 
 #: Where C{.ci/build-dante-gssapi} installs Dante's client preload library,
@@ -159,15 +127,11 @@ def requireGSSAPIDanteClient() -> str:
         builds it).
     @raise SkipTest: If it is missing outside CI.
     """
-    if os.path.isfile(DANTE_GSSAPI_CLIENT):
-        return DANTE_GSSAPI_CLIENT
-    message = (
-        f"{DANTE_GSSAPI_CLIENT} missing (Debian's dante-client has no GSSAPI);"
-        " build it, as root: .ci/build-dante-gssapi"
+    return requireBuilt(
+        DANTE_GSSAPI_CLIENT,
+        "Debian's dante-client has no GSSAPI",
+        ".ci/build-dante-gssapi",
     )
-    if _inCI():
-        raise AssertionError(message)
-    raise SkipTest(message)
 
 
 def _requireRoot(what: str) -> None:
@@ -176,10 +140,7 @@ def _requireRoot(what: str) -> None:
     """
     if os.geteuid() == 0:
         return
-    message = f"{what} needs root"
-    if _inCI():
-        raise AssertionError(message)
-    raise SkipTest(message)
+    peerMissing(f"{what} needs root")
 
 
 def freePort() -> int:
@@ -662,10 +623,7 @@ def startSSHDynamic(testCase: TestCase) -> ThirdPartyServer:
         try:
             os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
         except OSError as e:
-            message = f"sshd needs the privilege separation directory /run/sshd: {e}"
-            if _inCI():
-                raise AssertionError(message) from e
-            raise SkipTest(message) from e
+            peerMissing(f"sshd needs the privilege separation directory /run/sshd: {e}")
 
     directory = _tempDir(testCase)
     hostKey = os.path.join(directory, "ssh_host_ed25519_key")

@@ -28,11 +28,11 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SkipTest, TestCase
 
 from tests.interop import _thirdparty
+from tests.interop._support import requirePeer
 from tests.interop._thirdparty import (
     ThirdPartyServer,
     requireGSSAPIDante,
     requireGSSAPIDanteClient,
-    requirePeer,
     startDante,
     startMicrosocks,
     startSSHDynamic,
@@ -261,8 +261,7 @@ class RequirePeerTests(TestCase):
                 requirePeer("no-such-socks-peer", "no-such-package")
         self.assertEqual(
             str(raised.exception),
-            "no-such-socks-peer not installed; "
-            "apt-get install no-such-package to run this test",
+            "no-such-socks-peer is missing; apt-get install no-such-package",
         )
 
     def test_missingFailsInCI(self) -> None:
@@ -274,7 +273,7 @@ class RequirePeerTests(TestCase):
                 requirePeer("no-such-socks-peer", "no-such-package")
         self.assertEqual(
             str(raised.exception),
-            "no-such-socks-peer missing: apt-get install no-such-package",
+            "no-such-socks-peer is missing; apt-get install no-such-package",
         )
 
 
