@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import functools
 import ipaddress
+import os
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -17,8 +18,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from twisted.internet import reactor as _globalReactor  # noqa: N812
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred, succeed
 from twisted.internet.endpoints import (
+    TCP4ClientEndpoint,
     TCP4ServerEndpoint,
     TCP6ServerEndpoint,
     connectProtocol,
@@ -31,7 +34,12 @@ from twisted.internet.interfaces import (
     IReactorTime,
     IStreamClientEndpoint,
 )
-from twisted.internet.protocol import Protocol, ServerFactory, connectionDone
+from twisted.internet.protocol import (
+    Factory,
+    Protocol,
+    ServerFactory,
+    connectionDone,
+)
 from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
@@ -322,6 +330,39 @@ async def roundTrip(
     received = await client.waitForBytes(len(payload))
     testCase.assertEqual(received, payload)
     return client
+
+
+async def exchangeThroughBind(
+    testCase: TestCase,
+    bind: Callable[[IProtocolFactory], Deferred[Any]],
+    size: int = 300_000,
+) -> None:
+    """
+    BIND with C{bind} (a BIND client's or a proxy's C{bind}), connect a peer
+    to the IPv4 address the first reply names, and check that the second
+    reply gives the application the connection and that bytes go both ways:
+    a few from the peer, C{size} random ones to it.
+    """
+    app = Collector()
+    pending = await withTimeout(
+        bind(Factory.forProtocol(lambda: app)), "the first reply"
+    )
+    address = pending.address
+    assert isinstance(address, IPv4Address)
+    peer = Collector()
+    await withTimeout(
+        connectProtocol(TCP4ClientEndpoint(reactor, address.host, address.port), peer),
+        "the peer's connection",
+    )
+    testCase.addCleanup(peer.close)
+    testCase.assertIs(await withTimeout(pending.accepted(), "the second reply"), app)
+    testCase.addCleanup(app.close)
+    assert app.transport is not None and peer.transport is not None
+    peer.transport.write(b"from the peer")
+    testCase.assertEqual(await app.waitForBytes(13), b"from the peer")
+    payload = os.urandom(size)
+    app.transport.write(payload)
+    testCase.assertEqual(await peer.waitForBytes(size), payload)
 
 
 class ProxyTestCase(TestCase):

@@ -15,8 +15,7 @@ import struct
 from typing import Any, cast
 
 from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
-from twisted.internet.address import IPv4Address
-from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.interfaces import (
     IReactorFromThreads,
     IReactorUDP,
@@ -40,7 +39,6 @@ from socks_twisted.client import (
     AuthMethod,
     GSSAPIOptions,
     SOCKS5ClientEndpoint,
-    SOCKS5UDPAssociation,
     SOCKSProxy,
 )
 from socks_twisted.server import GSSAPISettings, ServerSettings
@@ -52,6 +50,7 @@ from ._loopback import (
     ProxyTestCase,
     asyncTest,
     connectCollector,
+    exchangeThroughBind,
     listenEcho,
     reactor,
     roundTrip,
@@ -59,7 +58,7 @@ from ._loopback import (
     waitUntil,
     withTimeout,
 )
-from .test_udp import Receiver, UDPEcho
+from .test_udp import Receiver, UDPEcho, echoed
 
 
 class GSSAPITestCase(ProxyTestCase):
@@ -265,25 +264,6 @@ class OtherCommandTests(GSSAPITestCase):
         )
         return proxy, factory
 
-    async def echoed(
-        self, association: SOCKS5UDPAssociation, receiver: Receiver, payload: bytes
-    ) -> tuple[bytes, tuple[str, int]]:
-        """
-        Send C{payload} to the UDP echo server, again if it is lost (UDP),
-        up to three times; the first answer.
-        """
-        echo = (LOOPBACK, self.udpEcho.getHost().port)  # type: ignore[attr-defined]
-        for _ in range(3):
-            association.write(payload, echo)
-            try:
-                answer: tuple[bytes, tuple[str, int]] = await withTimeout(
-                    receiver.queue.get(), "the echo", seconds=3
-                )
-            except AssertionError:
-                continue
-            return answer
-        self.fail(f"no echo of {len(payload)} octets")
-
     async def udpRoundTrips(self, level: ProtectionLevel) -> None:
         proxy, factory = await self.proxy(level)
         receiver = Receiver()
@@ -296,7 +276,7 @@ class OtherCommandTests(GSSAPITestCase):
         echo = (LOOPBACK, self.udpEcho.getHost().port)  # type: ignore[attr-defined]
         # Small, large (near what one wrapped message holds), and empty.
         for payload in (b"datagram", os.urandom(60_000), b""):
-            answer = await self.echoed(association, receiver, payload)
+            answer = await echoed(association, receiver, payload, echo)
             self.assertEqual(answer, (payload.upper(), echo))
         (session,) = factory.sessions
         self.assertEqual(session.protection, level)
@@ -379,35 +359,14 @@ class OtherCommandTests(GSSAPITestCase):
         association = await withTimeout(proxy.udp(receiver), "the association")
         self.addCleanup(association.stopListening)
         echo = (LOOPBACK, self.udpEcho.getHost().port)  # type: ignore[attr-defined]
-        answer = await self.echoed(association, receiver, b"chained")
+        answer = await echoed(association, receiver, b"chained", echo)
         self.assertEqual(answer, (b"CHAINED", echo))
         (session,) = factory.sessions
         self.assertEqual(session.via, f"socks5://127.0.0.1:{upstreamPort}")
 
     async def bind(self, level: ProtectionLevel) -> None:
         proxy, factory = await self.proxy(level)
-        app = Collector()
-        pending = await withTimeout(
-            proxy.bind(Factory.forProtocol(lambda: app)), "the first reply"
-        )
-        address = pending.address
-        assert isinstance(address, IPv4Address)
-        peer = Collector()
-        await withTimeout(
-            connectProtocol(
-                TCP4ClientEndpoint(reactor, address.host, address.port), peer
-            ),
-            "the peer's connection",
-        )
-        self.addCleanup(peer.close)
-        self.assertIs(await withTimeout(pending.accepted(), "the second reply"), app)
-        self.addCleanup(app.close)
-        assert app.transport is not None and peer.transport is not None
-        peer.transport.write(b"from the peer")
-        self.assertEqual(await app.waitForBytes(13), b"from the peer")
-        payload = os.urandom(300_000)
-        app.transport.write(payload)
-        self.assertEqual(await peer.waitForBytes(len(payload)), payload)
+        await exchangeThroughBind(self, proxy.bind)
         (session,) = factory.sessions
         self.assertEqual(session.protection, level)
 

@@ -796,6 +796,30 @@ def udpPortAnswers(port: int, timeout: float) -> bool:
         return True
 
 
+async def echoed(
+    association: SOCKS5UDPAssociation,
+    receiver: Receiver,
+    payload: bytes,
+    echo: tuple[str, int],
+) -> tuple[bytes, tuple[str, int]]:
+    """
+    Send C{payload} to the echo server at C{echo} through C{association},
+    again if it is lost (UDP), up to three times; the first answer.
+
+    @raise AssertionError: None came.
+    """
+    for _ in range(3):
+        association.write(payload, echo)
+        try:
+            answer: tuple[bytes, tuple[str, int]] = await withTimeout(
+                receiver.queue.get(), "the echo", seconds=3
+            )
+        except AssertionError:
+            continue
+        return answer
+    raise AssertionError(f"no echo of {len(payload)} octets")
+
+
 class LoopbackUDPTestCase(TestCase):
     """
     Associations through a real proxy on loopback, to a UDP echo server.

@@ -394,27 +394,20 @@ class GSSAPIStartupTests(TestCase):
         A keytab that does not exist is a one-line start-up error naming the
         option, with a non-zero exit status and no traceback.
         """
-        requireKerberosRealm(self)
-        directory = testDirectory(self)
-        missing = os.path.join(directory, "missing.keytab")
-        result = runTwistd(
-            "-n",
-            "--pidfile=",
-            "socks",
-            "--port",
-            "tcp:0:interface=127.0.0.1",
-            "--gssapi-keytab",
-            missing,
-            cwd=directory,
-        )
-        self.assertNotEqual(result.status, 0, result.output)
-        self.assertIn(f"--gssapi-keytab {missing}:", result.output)
-        self.assertNotIn("Traceback", result.output)
+        self.assertRefusesMissingKeytab()
 
     def test_badKeytabWorkers(self) -> None:
         """
         Under C{--workers} the supervisor refuses the keytab the same way.
         """
+        self.assertRefusesMissingKeytab("--workers", "2")
+
+    def assertRefusesMissingKeytab(self, *options: str) -> None:
+        """
+        C{twistd socks} with C{options} and a keytab that does not exist
+        ends with one line naming the option, a non-zero status and no
+        traceback.
+        """
         requireKerberosRealm(self)
         directory = testDirectory(self)
         missing = os.path.join(directory, "missing.keytab")
@@ -424,8 +417,7 @@ class GSSAPIStartupTests(TestCase):
             "socks",
             "--port",
             "tcp:0:interface=127.0.0.1",
-            "--workers",
-            "2",
+            *options,
             "--gssapi-keytab",
             missing,
             cwd=directory,

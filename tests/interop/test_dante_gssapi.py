@@ -23,10 +23,8 @@ import shutil
 import tempfile
 from typing import cast
 
-from twisted.internet.address import IPv4Address
-from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.interfaces import IReactorUDP
-from twisted.internet.protocol import Factory
 from twisted.python.threadpool import ThreadPool
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -36,15 +34,15 @@ from socks_twisted.client import GSSAPIOptions, SOCKS5ClientEndpoint, SOCKSProxy
 from .._kerberos import KerberosRealm, requireKerberosRealm
 from ..client._loopback import (
     LOOPBACK,
-    Collector,
     ProxyTestCase,
     asyncTest,
+    exchangeThroughBind,
     listenEcho,
     reactor,
     roundTrip,
     withTimeout,
 )
-from ..client.test_udp import Receiver, UDPEcho
+from ..client.test_udp import Receiver, UDPEcho, echoed
 from ._thirdparty import (
     ThirdPartyServer,
     danteConfig,
@@ -148,17 +146,7 @@ class DanteGSSAPITests(ProxyTestCase):
             level is ProtectionLevel.NONE,
         )
         for payload in (b"datagram", os.urandom(8000)):
-            for _ in range(3):
-                association.write(payload, echo)
-                try:
-                    answer = await withTimeout(
-                        receiver.queue.get(), "the echo", seconds=3
-                    )
-                except AssertionError:
-                    continue
-                break
-            else:
-                self.fail(f"no echo of {len(payload)} octets through danted")
+            answer = await echoed(association, receiver, payload, echo)
             self.assertEqual(answer, (payload.upper(), echo))
         self.assertEqual(dict(association.drops), {})
 
@@ -189,31 +177,8 @@ class DanteGSSAPITests(ProxyTestCase):
         BIND at level 2: both replies and the relayed bytes wrapped.
         """
         dante = self.startDante(commands=("connect", "bind"))
-        app = Collector()
-        pending = await withTimeout(
-            self.proxy(dante, ProtectionLevel.CONFIDENTIALITY).bind(
-                Factory.forProtocol(lambda: app)
-            ),
-            "the first reply",
-        )
-        address = pending.address
-        assert isinstance(address, IPv4Address)
-        peer = Collector()
-        await withTimeout(
-            connectProtocol(
-                TCP4ClientEndpoint(reactor, address.host, address.port), peer
-            ),
-            "the peer's connection",
-        )
-        self.addCleanup(peer.close)
-        self.assertIs(await withTimeout(pending.accepted(), "the second reply"), app)
-        self.addCleanup(app.close)
-        assert app.transport is not None and peer.transport is not None
-        peer.transport.write(b"from the peer")
-        self.assertEqual(await app.waitForBytes(13), b"from the peer")
-        payload = os.urandom(300_000)
-        app.transport.write(payload)
-        self.assertEqual(await peer.waitForBytes(len(payload)), payload)
+        proxy = self.proxy(dante, ProtectionLevel.CONFIDENTIALITY)
+        await exchangeThroughBind(self, proxy.bind)
 
     async def transfer(self, level: ProtectionLevel, nec: bool = False) -> None:
         echo, echoPort = await listenEcho(self)
