@@ -15,7 +15,9 @@ How a session flows, module by module:
    and RESOLVE_PTR, through L{_resolve}) are the handlers (L{_udp} is the
    association's datagram relay, L{_target} the connection to the other
    side); L{_upstream} serves the first three through an upstream SOCKS
-   proxy when C{--upstream} or a rule's C{via} says so;
+   proxy when C{--upstream} or a rule's C{via} says so (UDP ASSOCIATE in
+   L{_upstreamudp}); L{_gssmethod} is the GSSAPI method's part of a
+   session;
  - L{socks_twisted.relay}: pumps bytes once the session relays;
    L{_throttling} caps its bandwidth;
  - L{_sessionlog}: the escaped start and end events of each session;

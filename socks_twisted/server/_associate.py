@@ -11,7 +11,8 @@ from .._wire import SOCKS5ReplyCode
 from ._command import Associated, CommandContext, Outcome, RefusedError, Request
 from ._local import replyAddress, serviceInterface
 from ._udp import UDPAssociation
-from ._upstream import associateVia, upstreamFor
+from ._upstream import upstreamFor
+from ._upstreamudp import associateVia
 
 
 def associate(request: Request, context: CommandContext) -> "defer.Deferred[Outcome]":
