@@ -8,6 +8,7 @@ one proxy named by a URL or the environment.
 
 from .._wire import AuthMethod, ProtectionLevel
 from ._agent import SOCKSAgentEndpointFactory, socksAgent
+from ._association import SOCKS5UDPAssociation
 from ._bind import PendingBind, SOCKS4BindClient, SOCKS5BindClient
 from ._endpoints import (
     DEFAULT_HANDSHAKE_TIMEOUT,
@@ -21,7 +22,7 @@ from ._gssapi import GSSAPIOptions
 from ._parsers import SOCKSClientParser
 from ._proxy import SOCKSProxy
 from ._tunnel import SOCKSTunnelTransport
-from ._udp import SOCKS5UDPAssociation, SOCKS5UDPClient
+from ._udp import SOCKS5UDPClient
 
 __all__ = [
     "DEFAULT_HANDSHAKE_TIMEOUT",

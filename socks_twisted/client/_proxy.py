@@ -19,6 +19,7 @@ from twisted.web.iweb import IPolicyForHTTPS
 from .._addresses import normalizeHost
 from .._wire import AddressType
 from ._agent import socksAgent
+from ._association import SOCKS5UDPAssociation
 from ._bind import PendingBind, SOCKS4BindClient, SOCKS5BindClient
 from ._endpoints import (
     DEFAULT_HANDSHAKE_TIMEOUT,
@@ -37,7 +38,7 @@ from ._environment import (
 )
 from ._gssapi import GSSAPIOptions
 from ._resolve import SOCKS4Resolve, SOCKS5Resolve, SOCKS5ResolvePTR
-from ._udp import SOCKS5UDPAssociation, SOCKS5UDPClient
+from ._udp import SOCKS5UDPClient
 
 
 class SOCKSProxy:

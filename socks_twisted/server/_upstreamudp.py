@@ -28,7 +28,7 @@ from .._wire import (
     encodeSOCKS5Address,
     normalizeIP,
 )
-from ..client._udp import SOCKS5UDPAssociation
+from ..client._association import SOCKS5UDPAssociation
 from ..policy import Decision
 from ._command import Associated, CommandContext, Outcome, RefusedError, Request
 from ._local import replyAddress, serviceInterface

@@ -604,7 +604,7 @@ class DNSThroughUDPTests(ProxyTestCase):
         Answers are attributed to a name only when exactly one name on that
         port is unmatched; off by default.
         """
-        from socks_twisted.client._udp import SOCKS5UDPAssociation
+        from socks_twisted.client import SOCKS5UDPAssociation
 
         association = SOCKS5UDPAssociation(
             DatagramProtocol(), ("127.0.0.1", 1), cast(Any, FakeControl()), True
