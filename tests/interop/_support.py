@@ -661,6 +661,43 @@ async def runProcess(
             killer.cancel()
 
 
+async def fetchWithCurl(
+    testCase: SynchronousTestCase,
+    curl: str,
+    curlArgs: Sequence[str],
+    env: Mapping[str, str] | None = None,
+) -> tuple[ProcessResult, bytes | None]:
+    """
+    Run C{curl} with C{curlArgs} (proxy options and the URL) plus options
+    that save the body to a new file of the test's, and read that file.
+
+    @param env: curl's environment (see L{runProcess}).
+    @return: How curl ended, and the body it saved (L{None} if it saved no
+        file).
+    """
+    output = os.path.join(testDirectory(testCase), "body")
+    result = await runProcess(
+        [
+            curl,
+            "-q",
+            "--silent",
+            "--show-error",
+            "--fail",
+            "--max-time",
+            "60",
+            "--output",
+            output,
+            *curlArgs,
+        ],
+        env=env,
+    )
+    body: bytes | None = None
+    if os.path.exists(output):
+        with open(output, "rb") as f:
+            body = f.read()
+    return result, body
+
+
 def fetchOverSocket(sock: socket.socket, host: str, path: str) -> bytes:
     """
     Send an HTTP/1.0 C{GET} over a connected socket, read the response until

@@ -6,7 +6,6 @@ loopback through C{twistd socks}, in every SOCKS mode curl offers.
 from __future__ import annotations
 
 import hashlib
-import os
 
 from twisted.trial.unittest import TestCase
 
@@ -15,11 +14,10 @@ from ._support import (
     HTTPFileServer,
     ProcessResult,
     SOCKSServerProcess,
+    fetchWithCurl,
     requirePeer,
-    runProcess,
     startHTTPServer,
     startSOCKSServer,
-    testDirectory,
 )
 
 #: Credentials for the servers that require them; distinctive, so a search
@@ -52,26 +50,7 @@ class _CurlTestCase(TestCase):
         @return: How curl ended, and the body it saved (L{None} if it saved
             no file).
         """
-        output = os.path.join(testDirectory(self), "body")
-        result = await runProcess(
-            [
-                self.curl,
-                "-q",
-                "--silent",
-                "--show-error",
-                "--fail",
-                "--max-time",
-                "60",
-                "--output",
-                output,
-                *curlArgs,
-            ]
-        )
-        body: bytes | None = None
-        if os.path.exists(output):
-            with open(output, "rb") as f:
-                body = f.read()
-        return result, body
+        return await fetchWithCurl(self, self.curl, curlArgs)
 
     def proxyAddress(self) -> str:
         """

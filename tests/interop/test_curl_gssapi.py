@@ -66,6 +66,7 @@ from ._support import (
     HTTPFileServer,
     ProcessResult,
     SOCKSServerProcess,
+    fetchWithCurl,
     requireBuilt,
     requirePeer,
     runProcess,
@@ -192,30 +193,12 @@ class CurlGSSAPITests(TestCase):
         body to a file, and read that file.
         """
         env = await self.curlEnvironment()
-        output = os.path.join(testDirectory(self), "body")
-        result = await runProcess(
-            [
-                self.curl,
-                "-q",
-                "--silent",
-                "--show-error",
-                "--fail",
-                "--max-time",
-                "60",
-                "--output",
-                output,
-                "--socks5",
-                f"localhost:{self.socks.port}",
-                *curlArgs,
-                self.http.url(),
-            ],
-            env=env,
+        return await fetchWithCurl(
+            self,
+            self.curl,
+            ["--socks5", f"localhost:{self.socks.port}", *curlArgs, self.http.url()],
+            env,
         )
-        body: bytes | None = None
-        if os.path.exists(output):
-            with open(output, "rb") as f:
-                body = f.read()
-        return result, body
 
     async def assertFetches(self, *curlArgs: str) -> None:
         """
