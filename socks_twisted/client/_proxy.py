@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import TypedDict
 
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import HostnameEndpoint
@@ -39,6 +40,17 @@ from ._environment import (
 from ._gssapi import GSSAPIOptions
 from ._resolve import SOCKS4Resolve, SOCKS5Resolve, SOCKS5ResolvePTR
 from ._udp import SOCKS5UDPClient
+
+
+class _SOCKS5Options(TypedDict):
+    """
+    How every SOCKS5 client a L{SOCKSProxy} makes authenticates and waits.
+    """
+
+    methods: Methods | None
+    credentials: tuple[str | bytes, str | bytes] | None
+    handshakeTimeout: float | None
+    gssapi: GSSAPIOptions | None
 
 
 class SOCKSProxy:
@@ -99,11 +111,14 @@ class SOCKSProxy:
         self.proxyEndpoint = proxyEndpoint
         self.version = version
         self.resolveLocally = bool(resolveLocally)
-        self._methods = methods
-        self._credentials = credentials
         if gssapi is not None and version != 5:
             raise ValueError("gssapi is for SOCKS5")
-        self._gssapi = gssapi
+        self._socks5 = _SOCKS5Options(
+            methods=methods,
+            credentials=credentials,
+            handshakeTimeout=handshakeTimeout,
+            gssapi=gssapi,
+        )
         self._userID = userID
         self._handshakeTimeout = handshakeTimeout
         self._noProxy = NoProxy(noProxy)
@@ -253,12 +268,9 @@ class SOCKSProxy:
                 host,
                 port,
                 self.proxyEndpoint,
-                methods=self._methods,
-                credentials=self._credentials,
                 resolveLocally=self.resolveLocally,
-                handshakeTimeout=self._handshakeTimeout,
                 reactor=self._reactor,
-                gssapi=self._gssapi,
+                **self._socks5,
             )
         return SOCKS4ClientEndpoint(
             host,
@@ -286,13 +298,10 @@ class SOCKSProxy:
             self.proxyEndpoint,
             pool=pool,
             version=self.version,
-            methods=self._methods,
-            credentials=self._credentials,
-            gssapi=self._gssapi,
             userID=self._userID,
             resolveLocally=self.resolveLocally,
-            handshakeTimeout=self._handshakeTimeout,
             contextFactory=contextFactory,
+            **self._socks5,
         )
 
     def bind(
@@ -319,13 +328,10 @@ class SOCKSProxy:
                 host,
                 port,
                 self.proxyEndpoint,
-                methods=self._methods,
-                credentials=self._credentials,
                 resolveLocally=self.resolveLocally,
-                handshakeTimeout=self._handshakeTimeout,
                 acceptTimeout=acceptTimeout,
                 reactor=self._reactor,
-                gssapi=self._gssapi,
+                **self._socks5,
             )
         else:
             client = SOCKS4BindClient(
@@ -364,11 +370,8 @@ class SOCKSProxy:
             return SOCKS5Resolve(
                 name,
                 self.proxyEndpoint,
-                methods=self._methods,
-                credentials=self._credentials,
-                handshakeTimeout=self._handshakeTimeout,
                 reactor=self._reactor,
-                gssapi=self._gssapi,
+                **self._socks5,
             ).lookup()
         if self.resolveLocally:
             raise ValueError(
@@ -404,11 +407,8 @@ class SOCKSProxy:
         return SOCKS5ResolvePTR(
             address,
             self.proxyEndpoint,
-            methods=self._methods,
-            credentials=self._credentials,
-            handshakeTimeout=self._handshakeTimeout,
             reactor=self._reactor,
-            gssapi=self._gssapi,
+            **self._socks5,
         ).lookup()
 
     def udp(
@@ -432,11 +432,8 @@ class SOCKSProxy:
             raise ValueError("SOCKS4 has no UDP; use a SOCKS5 proxy")
         return SOCKS5UDPClient(
             self.proxyEndpoint,
-            methods=self._methods,
-            credentials=self._credentials,
-            handshakeTimeout=self._handshakeTimeout,
             interface=interface,
             reactor=self._reactor,
             answersFromNames=answersFromNames,
-            gssapi=self._gssapi,
+            **self._socks5,
         ).associate(protocol)
