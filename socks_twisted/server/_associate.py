@@ -2,13 +2,12 @@
 UDP ASSOCIATE: open the association's UDP port and hand it to the session.
 """
 
-from dataclasses import replace
-
 from twisted.internet import defer
 
-from .._addresses import familyOfAddress, formatHostPort, hostAndPort
+from .._addresses import familyOfAddress, hostAndPort
 from .._wire import SOCKS5ReplyCode
 from ._command import Associated, CommandContext, Outcome, RefusedError, Request
+from ._datagramrules import DatagramRules
 from ._local import replyAddress, serviceInterface
 from ._udp import UDPAssociation
 from ._upstream import upstreamFor
@@ -29,25 +28,13 @@ def associate(request: Request, context: CommandContext) -> "defer.Deferred[Outc
         return associateVia(request, context, upstream)
     family = familyOfAddress(context.localAddress)
     clientHost, _ = hostAndPort(context.client.getPeer())
-    policy, asked = context.policy, context.policyRequest
-
-    def permit(address: str, port: int, name: str | None) -> str | None:
-        destination = replace(asked, host=name or address, port=port)
-        decision = policy.decide(destination, address)
-        if decision.allowed:
-            return None
-        rule = decision.rule.describe() if decision.rule is not None else "the rules"
-        context.metrics.denied(rule)
-        where = formatHostPort(name or address, port)
-        return f"datagrams to {where} denied by {rule}"
-
     association = UDPAssociation(
         clientHost,
         request.port,
         family,
         context.network.resolve,
         context.ownAddresses,
-        permit,
+        DatagramRules(context).permit,
         context.sessionID,
         protection=context.datagramProtection,
     )

@@ -6,7 +6,6 @@ the upstream, as its UDP client.
 """
 
 from collections.abc import Callable, Container
-from dataclasses import replace
 
 from twisted.internet import defer, error
 from twisted.internet.interfaces import IListeningPort
@@ -16,7 +15,6 @@ from twisted.python.failure import Failure
 from .._addresses import (
     familyOfAddress,
     formatAddress,
-    formatHostPort,
     hostAndPort,
     isUnspecified,
 )
@@ -29,8 +27,8 @@ from .._wire import (
     normalizeIP,
 )
 from ..client._association import SOCKS5UDPAssociation
-from ..policy import Decision
 from ._command import Associated, CommandContext, Outcome, RefusedError, Request
+from ._datagramrules import DatagramRules
 from ._local import replyAddress, serviceInterface
 from ._settings import Resolver
 from ._udp import _WHOLE, MAX_NAMES, MAX_TARGETS, Permit, UDPAssociation, _remember
@@ -221,35 +219,18 @@ async def _associate(
         )
     family = familyOfAddress(context.localAddress)
     clientHost, _ = hostAndPort(context.client.getPeer())
-    policy, asked = context.policy, context.policyRequest
-
-    def permit(address: str, port: int, name: str | None) -> str | None:
-        destination = replace(asked, host=name or address, port=port)
-        decision = policy.decide(destination, address)
-        return _denial(decision, name or address, port)
-
-    def permitName(name: str, port: int) -> str | None:
-        decision = policy.decideByName(replace(asked, host=name, port=port))
-        return _denial(decision, name, port)
-
-    def _denial(decision: Decision, where: str, port: int) -> str | None:
-        if decision.allowed:
-            return None
-        rule = decision.rule.describe() if decision.rule is not None else "the rules"
-        context.metrics.denied(rule)
-        return f"datagrams to {formatHostPort(where, port)} denied by {rule}"
-
+    rules = DatagramRules(context)
     association = UpstreamAssociation(
         clientHost,
         request.port,
         family,
         context.network.resolve,
         context.ownAddresses,
-        permit,
+        rules.permit,
         context.sessionID,
         protection=context.datagramProtection,
         passNames=not proxy.resolveLocally,
-        permitName=permitName,
+        permitName=rules.permitName,
         ended=context.client.loseConnection,
     )
     interface = serviceInterface(context.localAddress, family)
